@@ -1,0 +1,93 @@
+#include "engine/eal.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+
+#include "pmd/port.hpp"
+
+namespace sluice::engine {
+
+static bool has_opt(const std::vector<std::string>& a, std::initializer_list<const char*> names) {
+    for (const std::string& s : a)
+        for (const char* n : names) {
+            const size_t l = strlen(n);
+            if (s.compare(0, l, n) == 0 && (s.size() == l || s[l] == '=' || n[1] != '-'))
+                return true;
+        }
+    return false;
+}
+
+EalPlan plan_eal(const std::string& prog, const std::string& port,
+                 const std::vector<std::string>& user_args, bool hugepages_free) {
+    EalPlan p;
+    p.args.push_back(prog);
+    const pmd::DeviceSpec dev = pmd::parse_device(port);
+    const bool user_devices = has_opt(user_args, {"-a", "--allow", "-b", "--block", "--vdev"});
+    if (dev.kind == pmd::DeviceSpec::Kind::vdev) {
+        if (!user_devices || !has_opt(user_args, {"--vdev"})) {
+            p.args.push_back("--vdev");
+            p.args.push_back(port);
+        }
+        if (!user_devices && !has_opt(user_args, {"--no-pci"})) p.args.push_back("--no-pci");
+    } else if (dev.kind == pmd::DeviceSpec::Kind::pci && !user_devices) {
+        p.args.push_back("-a");
+        p.args.push_back(port);
+    }
+    if (!has_opt(user_args, {"--no-huge", "-m", "--socket-mem", "--in-memory", "--huge-dir"}) &&
+        !hugepages_free) {
+        p.args.push_back("--no-huge");
+        p.args.push_back("-m");
+        p.args.push_back("1024");
+        p.notices.push_back("no free hugepages: running with --no-huge -m 1024 (slower; see README for hugepages)");
+    }
+    std::string prefix;
+    for (size_t i = 0; i < user_args.size(); ++i) {
+        const std::string& s = user_args[i];
+        if (s == "--file-prefix" && i + 1 < user_args.size()) prefix = user_args[i + 1];
+        if (s.rfind("--file-prefix=", 0) == 0) prefix = s.substr(14);
+    }
+    if (prefix.empty()) {
+        prefix = prog.substr(prog.find_last_of('/') + 1);
+        p.args.push_back("--file-prefix");
+        p.args.push_back(prefix);
+    }
+    p.file_prefix = prefix;
+    for (const std::string& s : user_args) p.args.push_back(s);
+    return p;
+}
+
+bool hugepages_available() {
+    std::ifstream f("/proc/meminfo");
+    std::string key;
+    long value = 0;
+    while (f >> key >> value) {
+        if (key == "HugePages_Free:") return value > 0;
+        f.ignore(256, '\n');
+    }
+    return false;
+}
+
+int Eal::init(const EalPlan& plan) {
+    std::vector<char*> argv;
+    std::vector<std::string> copy = plan.args;  // rte_eal_init may permute argv
+    for (std::string& s : copy) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    const int rc = rte_eal_init(int(argv.size() - 1), argv.data());
+    if (rc < 0) {
+        fprintf(stderr, "sluice: EAL initialisation failed: %s\n", rte_strerror(rte_errno));
+        return -rte_errno;
+    }
+    ok_ = true;
+    return 0;
+}
+
+Eal::~Eal() {
+    if (ok_) rte_eal_cleanup();
+}
+
+}  // namespace sluice::engine

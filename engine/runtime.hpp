@@ -1,0 +1,408 @@
+// The run-to-completion runtime: one worker per EAL lcore, each owning its RX/TX queues and a
+// protocol stack; per worker, in one loop (DPDK l2fwd/l3fwd style):
+//
+//   RX burst -> [software RSS to other workers' rings] -> stack.input (classify, ARP, IPv4,
+//   ICMP, UDP -> app) -> TX burst (checksums finished in software where the port cannot)
+//
+// A full ring or TX queue is a counted drop, never a stall. A control thread (not an lcore)
+// prints the live rate line, enforces --duration, and the summary is printed at exit.
+#pragma once
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <map>
+#include <new>
+#include <string>
+#include <thread>
+
+#include <unistd.h>
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "engine/eal.hpp"
+#include "engine/options.hpp"
+#include "engine/soft_rss.hpp"
+#include "engine/stats.hpp"
+#include "engine/telemetry.hpp"
+#include "pmd/port.hpp"
+#include "proto/stack.hpp"
+
+namespace sluice::engine {
+
+// Process-wide stop flag, set by SIGINT/SIGTERM and --duration.
+std::atomic<bool>& stop_flag();
+void install_signal_handlers();
+
+// Control-path helpers shared by every runtime instantiation (runtime.cpp).
+rte_mempool* create_pool(const char* name, unsigned n, int socket);
+void print_rate_line(const StatsView& v, double dt, CoreStats& last_e, proto::Counters& last_p);
+void print_summary(const char* app, const StatsView& v, uint16_t port_id);
+std::string format_mac(const rte_ether_addr& mac);
+std::string describe_offloads(const pmd::Offloads& o);
+
+template <class App>
+class Runtime {
+public:
+    using AppConfig = typename App::Config;
+
+    // Runs until stopped; returns the process exit code.
+    static int run(const char* app_name, const Options& opt, const AppConfig& app_cfg);
+
+private:
+    static constexpr unsigned kMaxWorkers = StatsView::kMaxWorkers;
+    static constexpr unsigned kRingSize = 1024;
+
+    struct alignas(RTE_CACHE_LINE_SIZE) Worker {
+        Worker(const AppConfig& c, unsigned idx) : app(c, idx) {}
+        proto::Stack stack;
+        App app;
+        CoreStats stats;
+        unsigned index = 0;
+        unsigned lcore = 0;
+        int rxq = -1;                        // owned RX queue, or -1
+        int txq = -1;                        // owned TX queue, or -1 (hands TX to tx_ring)
+        rte_ring* tx_ring = nullptr;         // when txq < 0: to the TX queue's owner
+        rte_ring* steer_out[kMaxWorkers] = {};  // software RSS: to worker j
+        rte_ring* steer_in[kMaxWorkers] = {};   // software RSS: from worker j
+        rte_ring* tx_in[kMaxWorkers] = {};      // TX hand-offs this worker transmits
+        unsigned n_tx_in = 0;
+    };
+
+    struct Shared {
+        pmd::Port* port;
+        Worker* workers[kMaxWorkers];
+        unsigned n_workers;
+        bool soft_rss;
+        SoftRss rss;
+        uint16_t burst;
+        uint64_t timer_period;
+    };
+
+    static int worker_main(void* arg);
+    static void flush_tx(Shared& sh, Worker& w);
+    static void drain(Worker& w);
+};
+
+// ---------------------------------------------------------------------------------------------
+
+template <class App>
+void Runtime<App>::flush_tx(Shared& sh, Worker& w) {
+    proto::TxBatch& tx = w.stack.tx();
+    const uint16_t n = tx.size();
+    if (n == 0) return;
+    if (w.txq >= 0) {
+        const uint16_t sent = sh.port->tx(uint16_t(w.txq), tx.data(), n, &w.stats.sw_tx_cksum);
+        w.stats.port_tx += sent;
+        if (unlikely(sent < n)) {
+            rte_pktmbuf_free_bulk(tx.data() + sent, n - sent);
+            w.stats.port_tx_dropped += n - sent;
+        }
+    } else {
+        const unsigned q = rte_ring_sp_enqueue_burst(w.tx_ring, reinterpret_cast<void**>(tx.data()), n, nullptr);
+        w.stats.ring_out += q;
+        if (unlikely(q < n)) {
+            rte_pktmbuf_free_bulk(tx.data() + q, n - q);
+            w.stats.ring_dropped += n - q;
+        }
+    }
+    tx.clear();
+}
+
+template <class App>
+int Runtime<App>::worker_main(void* arg) {
+    Shared& sh = *static_cast<Shared*>(arg);
+    Worker* self = nullptr;
+    for (unsigned i = 0; i < sh.n_workers; ++i)
+        if (sh.workers[i]->lcore == rte_lcore_id()) self = sh.workers[i];
+    if (!self) return 0;
+    Worker& w = *self;
+    const uint16_t burst = sh.burst;
+    rte_mbuf* pkts[512];
+    rte_mbuf* local[512];
+    rte_mbuf* out[kMaxWorkers][64];
+    uint16_t n_out[kMaxWorkers];
+    uint64_t next_timer = rte_rdtsc();
+    std::atomic<bool>& stop = stop_flag();
+
+    while (!stop.load(std::memory_order_relaxed)) {
+        w.stats.polls++;
+        const uint64_t now = rte_rdtsc();
+        bool busy = false;
+        if (w.rxq >= 0) {
+            const uint16_t n = sh.port->rx(uint16_t(w.rxq), pkts, sh.soft_rss ? RTE_MIN(burst, uint16_t(64)) : burst);
+            if (n) {
+                busy = true;
+                w.stats.port_rx += n;
+                if (!sh.soft_rss) {
+                    w.stack.input(pkts, n, now, w.app);
+                } else {
+                    // Software RSS: keep our flows, hand the rest to their workers.
+                    uint16_t nl = 0;
+                    for (unsigned j = 0; j < sh.n_workers; ++j) n_out[j] = 0;
+                    for (uint16_t i = 0; i < n; ++i) {
+                        const uint16_t t = sh.rss.target(pkts[i]);
+                        if (t == w.index)
+                            local[nl++] = pkts[i];
+                        else
+                            out[t][n_out[t]++] = pkts[i];
+                    }
+                    for (unsigned j = 0; j < sh.n_workers; ++j) {
+                        if (!n_out[j]) continue;
+                        const unsigned q = rte_ring_sp_enqueue_burst(
+                            w.steer_out[j], reinterpret_cast<void**>(out[j]), n_out[j], nullptr);
+                        w.stats.ring_out += q;
+                        if (q < n_out[j]) {
+                            rte_pktmbuf_free_bulk(out[j] + q, n_out[j] - q);
+                            w.stats.ring_dropped += n_out[j] - q;
+                        }
+                    }
+                    if (nl) w.stack.input(local, nl, now, w.app);
+                }
+            }
+        }
+        if (sh.soft_rss) {
+            for (unsigned j = 0; j < sh.n_workers; ++j) {
+                if (!w.steer_in[j]) continue;
+                const unsigned n = rte_ring_sc_dequeue_burst(w.steer_in[j], reinterpret_cast<void**>(pkts),
+                                                             burst, nullptr);
+                if (n) {
+                    busy = true;
+                    w.stats.ring_in += n;
+                    w.stack.input(pkts, uint16_t(n), now, w.app);
+                }
+            }
+        }
+        if (unlikely(now >= next_timer)) {
+            w.stack.poll_timers(now);
+            next_timer = now + sh.timer_period;
+        }
+        flush_tx(sh, w);
+        // TX hand-offs from workers without a TX queue of their own.
+        for (unsigned k = 0; k < w.n_tx_in; ++k) {
+            const unsigned n = rte_ring_sc_dequeue_burst(w.tx_in[k], reinterpret_cast<void**>(pkts), burst, nullptr);
+            if (!n) continue;
+            busy = true;
+            w.stats.ring_in += n;
+            const uint16_t sent = sh.port->tx(uint16_t(w.txq), pkts, uint16_t(n), &w.stats.sw_tx_cksum);
+            w.stats.port_tx += sent;
+            if (sent < n) {
+                rte_pktmbuf_free_bulk(pkts + sent, n - sent);
+                w.stats.port_tx_dropped += n - sent;
+            }
+        }
+        w.stats.busy_polls += busy;
+    }
+    flush_tx(sh, w);
+    return 0;
+}
+
+template <class App>
+void Runtime<App>::drain(Worker& w) {
+    auto drain_ring = [](rte_ring* r) {
+        if (!r) return;
+        void* obj;
+        while (rte_ring_sc_dequeue(r, &obj) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(obj));
+    };
+    for (unsigned j = 0; j < kMaxWorkers; ++j) drain_ring(w.steer_in[j]);
+    drain_ring(w.tx_ring);
+    w.stack.tx().free_all();
+}
+
+template <class App>
+int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig& app_cfg) {
+    const EalPlan plan = plan_eal(app_name, opt.port, opt.eal_args, hugepages_available());
+    for (const std::string& n : plan.notices) fprintf(stderr, "%s: %s\n", app_name, n.c_str());
+    Eal eal;
+    if (eal.init(plan) != 0) return 1;
+
+    unsigned n_workers = 0;
+    unsigned lcores[kMaxWorkers];
+    unsigned lc;
+    RTE_LCORE_FOREACH(lc) {
+        if (n_workers < kMaxWorkers) lcores[n_workers++] = lc;
+    }
+
+    // One mbuf pool per NUMA socket in use; sized for descriptors, rings, caches and slack.
+    const unsigned per_pool = 16383 + n_workers * (2 * 1024 + kRingSize * (n_workers + 1));
+    rte_mempool* pools[RTE_MAX_NUMA_NODES] = {};
+    auto pool_for = [&](int socket) -> rte_mempool* {
+        if (socket < 0 || socket >= RTE_MAX_NUMA_NODES) socket = 0;
+        if (!pools[socket]) {
+            const std::string name = "sluice_pool_s" + std::to_string(socket);
+            pools[socket] = create_pool(name.c_str(), per_pool, socket);
+        }
+        return pools[socket];
+    };
+    auto free_pools = [&] {
+        for (rte_mempool*& p : pools) {
+            if (!p) continue;
+            const unsigned avail = rte_mempool_avail_count(p), size = p->size;
+            if (avail != size)
+                fprintf(stderr, "%s: warning: %u mbufs not back in %s\n", app_name, size - avail, p->name);
+            rte_mempool_free(p);
+            p = nullptr;
+        }
+    };
+
+    pmd::Port port;
+    pmd::PortConfig pc;
+    pc.rx_queues = opt.soft_rss ? 1 : uint16_t(n_workers);
+    pc.tx_queues = uint16_t(n_workers);
+    pc.mtu = opt.mtu;
+    pc.hw_offloads = !opt.no_offload;
+    {
+        const pmd::DeviceSpec spec = pmd::parse_device(opt.port);
+        uint16_t pid = 0;
+        const int sock = rte_eth_dev_get_port_by_name(spec.name.c_str(), &pid) == 0 ? rte_eth_dev_socket_id(pid) : 0;
+        rte_mempool* rxpool = pool_for(sock);
+        if (!rxpool || port.open(opt.port, pc, rxpool) != 0) {
+            free_pools();
+            return 1;
+        }
+    }
+
+    Shared sh{};
+    sh.port = &port;
+    sh.n_workers = n_workers;
+    sh.burst = opt.burst;
+    sh.timer_period = rte_get_tsc_hz() / 1000;  // 1 ms
+    sh.soft_rss = port.rx_queues() < n_workers;
+    sh.rss.init(uint16_t(n_workers));
+
+    StatsView view;
+    view.workers = n_workers;
+    view.port_id = port.id();
+    std::vector<rte_ring*> rings;
+    bool ok = true;
+    auto make_ring = [&](const std::string& name, int socket) -> rte_ring* {
+        rte_ring* r = rte_ring_create(name.c_str(), kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+        if (!r) {
+            fprintf(stderr, "%s: cannot create ring %s\n", app_name, name.c_str());
+            ok = false;
+        } else {
+            rings.push_back(r);
+        }
+        return r;
+    };
+
+    proto::StackConfig sc;
+    sc.mac = port.mac();
+    sc.ip = opt.ip;
+    sc.prefix_len = opt.prefix_len;
+    sc.gateway = opt.gateway;
+    sc.mtu = opt.mtu;
+    sc.tsc_hz = rte_get_tsc_hz();
+
+    for (unsigned i = 0; i < n_workers && ok; ++i) {
+        const int socket = int(rte_lcore_to_socket_id(lcores[i]));
+        void* mem = rte_zmalloc_socket("sluice_worker", sizeof(Worker), RTE_CACHE_LINE_SIZE, socket);
+        if (!mem) {
+            fprintf(stderr, "%s: out of memory for worker %u\n", app_name, i);
+            ok = false;
+            break;
+        }
+        Worker* w = new (mem) Worker(app_cfg, i);
+        sh.workers[i] = w;
+        w->index = i;
+        w->lcore = lcores[i];
+        rte_mempool* pool = pool_for(socket);
+        if (!pool || !w->stack.init(sc, pool, socket)) ok = false;
+        w->rxq = i < port.rx_queues() ? int(i) : -1;
+        w->txq = i < port.tx_queues() ? int(i) : -1;
+        view.lcore[i] = lcores[i];
+        view.engine[i] = &w->stats;
+        view.proto[i] = &w->stack.counters();
+    }
+    for (unsigned i = 0; i < n_workers && ok; ++i) {
+        Worker* w = sh.workers[i];
+        const int socket = int(rte_lcore_to_socket_id(w->lcore));
+        if (w->txq < 0) {
+            Worker* owner = sh.workers[i % port.tx_queues()];
+            w->tx_ring = make_ring("sl_tx" + std::to_string(i), socket);
+            owner->tx_in[owner->n_tx_in++] = w->tx_ring;
+        }
+        if (sh.soft_rss && w->rxq >= 0) {
+            for (unsigned j = 0; j < n_workers; ++j) {
+                if (j == i) continue;
+                rte_ring* r = make_ring("sl_rss" + std::to_string(i) + "_" + std::to_string(j), socket);
+                w->steer_out[j] = r;
+                sh.workers[j]->steer_in[i] = r;
+            }
+        }
+    }
+
+    std::map<std::string, std::string> info;
+    if (ok) {
+        info["app"] = app_name;
+        info["port"] = opt.port;
+        info["driver"] = port.driver();
+        info["mac"] = format_mac(port.mac());
+        info["ip"] = format_ipv4(opt.ip) + "/" + std::to_string(opt.prefix_len);
+        info["gateway"] = opt.gateway ? format_ipv4(opt.gateway) : "none";
+        info["mtu"] = std::to_string(opt.mtu);
+        info["workers"] = std::to_string(n_workers);
+        info["rx_queues"] = std::to_string(port.rx_queues());
+        info["tx_queues"] = std::to_string(port.tx_queues());
+        info["soft_rss"] = sh.soft_rss ? "yes" : "no";
+        info["offloads"] = describe_offloads(port.offloads());
+        telemetry_publish(&view, &info);
+
+        install_signal_handlers();
+        sh.workers[0]->stack.announce();  // gratuitous ARP (RFC 5227 2.3)
+        const pmd::LinkInfo link = port.link();
+        printf("%s: ready on %s (%s, mac %s, link %s) ip %s gateway %s, %u worker%s, %u rx / %u tx "
+               "queues%s, offloads: %s; telemetry: dpdk-telemetry.py -f %s\n",
+               app_name, opt.port.c_str(), port.driver(), info["mac"].c_str(), link.up ? "up" : "down",
+               info["ip"].c_str(), info["gateway"].c_str(), n_workers, n_workers == 1 ? "" : "s",
+               port.rx_queues(), port.tx_queues(), sh.soft_rss ? " (software RSS)" : "",
+               info["offloads"].c_str(), plan.file_prefix.c_str());
+        fflush(stdout);
+
+        const bool live = !opt.quiet && isatty(STDOUT_FILENO);
+        std::atomic<bool>& stop = stop_flag();
+        std::thread control([&] {
+            const uint64_t hz = rte_get_tsc_hz();
+            const uint64_t start = rte_rdtsc();
+            uint64_t last = start;
+            CoreStats last_e;
+            proto::Counters last_p;
+            while (!stop.load()) {
+                usleep(50 * 1000);
+                const uint64_t now = rte_rdtsc();
+                if (opt.duration_s > 0 && double(now - start) / double(hz) >= opt.duration_s) stop.store(true);
+                if (live && now - last >= hz) {
+                    print_rate_line(view, double(now - last) / double(hz), last_e, last_p);
+                    last = now;
+                }
+            }
+            if (live) printf("\n");
+        });
+        rte_eal_mp_remote_launch(&Runtime::worker_main, &sh, CALL_MAIN);
+        rte_eal_mp_wait_lcore();
+        stop.store(true);
+        control.join();
+        print_summary(app_name, view, port.id());
+        telemetry_publish(nullptr, nullptr);
+    }
+
+    for (unsigned i = 0; i < n_workers; ++i)
+        if (sh.workers[i]) drain(*sh.workers[i]);
+    port.close();
+    for (unsigned i = 0; i < n_workers; ++i) {
+        if (!sh.workers[i]) continue;
+        sh.workers[i]->~Worker();
+        rte_free(sh.workers[i]);
+    }
+    for (rte_ring* r : rings) rte_ring_free(r);
+    free_pools();
+    return ok ? 0 : 1;
+}
+
+}  // namespace sluice::engine

@@ -1,0 +1,106 @@
+// A DPDK ethdev port, opened from one string and owned by one object (RAII: stopped and
+// closed in the destructor). Everything that touches rte_ethdev lives in pmd/.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <rte_ethdev.h>
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+
+#include "pmd/tx_checksum.hpp"
+
+namespace sluice::pmd {
+
+// The device string given on the command line: a PCI address or vdev devargs.
+struct DeviceSpec {
+    enum class Kind { pci, vdev, invalid };
+    Kind kind = Kind::invalid;
+    std::string devargs;  // as given
+    std::string name;     // the ethdev name to look up (devargs up to the first comma)
+};
+DeviceSpec parse_device(const std::string& s);
+
+// Checksum and RSS capabilities as negotiated with the port.
+struct Offloads {
+    bool rx_ip_cksum = false;
+    bool rx_l4_cksum = false;  // UDP and TCP both
+    bool tx_ip_cksum = false;
+    bool tx_l4_cksum = false;  // UDP and TCP both
+    bool rss = false;
+    uint64_t rss_hf = 0;
+};
+
+struct PortConfig {
+    uint16_t rx_queues = 1;  // wanted; the port may give fewer
+    uint16_t tx_queues = 1;
+    uint16_t rx_desc = 1024;
+    uint16_t tx_desc = 1024;
+    uint16_t mtu = 1500;
+    bool hw_offloads = true;  // false: do everything in software (testing the fallback)
+};
+
+// 40-byte Toeplitz key made of a repeated 16-bit pattern: the hash of (a, b) equals that of
+// (b, a), so both directions of a flow land on the same queue ("symmetric RSS",
+// Woo & Park, 2012). 0x6d5a is the pattern commonly used for this.
+extern const uint8_t kSymmetricRssKey[52];
+
+struct LinkInfo {
+    bool up = false;
+    uint32_t speed_mbps = 0;
+    bool full_duplex = false;
+};
+
+class Port {
+public:
+    Port() = default;
+    ~Port() { close(); }
+    Port(const Port&) = delete;
+    Port& operator=(const Port&) = delete;
+
+    // Opens `devargs` (probing it if the EAL did not), configures queues and offloads against
+    // rte_eth_dev_info, sets up the queues on `pool` and starts it. Returns 0 or a negative
+    // errno, with a message on stderr.
+    int open(const std::string& devargs, const PortConfig& cfg, rte_mempool* pool);
+    // The same for a port that already exists (e.g. one end of the in-memory wire).
+    int open_id(uint16_t port_id, const PortConfig& cfg, rte_mempool* pool);
+    void close();
+
+    bool is_open() const { return open_; }
+    uint16_t id() const { return id_; }
+    uint16_t rx_queues() const { return nb_rxq_; }
+    uint16_t tx_queues() const { return nb_txq_; }
+    const Offloads& offloads() const { return off_; }
+    const rte_ether_addr& mac() const { return mac_; }
+    const char* driver() const { return driver_; }
+    const std::string& name() const { return name_; }
+    LinkInfo link() const;
+
+    uint16_t rx(uint16_t q, rte_mbuf** pkts, uint16_t n) { return rte_eth_rx_burst(id_, q, pkts, n); }
+
+    // Finishes checksums the port cannot do (see tx_checksum.hpp), then transmits.
+    // Returns how many the port took; the caller frees and counts the rest.
+    uint16_t tx(uint16_t q, rte_mbuf** pkts, uint16_t n, uint64_t* sw_cksums) {
+        *sw_cksums += finish_(pkts, n);
+        return rte_eth_tx_burst(id_, q, pkts, n);
+    }
+
+private:
+    int configure(const PortConfig& cfg, rte_mempool* pool);
+
+    bool open_ = false;
+    bool started_ = false;
+    bool probed_by_us_ = false;
+    uint16_t id_ = 0;
+    uint16_t nb_rxq_ = 0;
+    uint16_t nb_txq_ = 0;
+    Offloads off_{};
+    rte_ether_addr mac_{};
+    const char* driver_ = "";
+    std::string name_;
+    std::string devargs_;
+    uint32_t (*finish_)(rte_mbuf**, uint16_t) = &finish_tx_checksums<false, false>;
+};
+
+}  // namespace sluice::pmd

@@ -1,0 +1,61 @@
+// Finishing TX checksums: whatever the port cannot offload is computed here, in software, once
+// per burst, so that proto/ always writes the same thing (DPDK's TX offload contract) and never
+// knows which port it runs on. The offload choice is a template parameter: the per-packet loop
+// has no branch on the port's capabilities.
+#pragma once
+
+#include <cstdint>
+
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_tcp.h>
+#include <rte_udp.h>
+
+namespace sluice::pmd {
+
+template <bool kHwIp, bool kHwL4>
+inline uint32_t finish_tx_checksums(rte_mbuf** pkts, uint16_t n) {
+    uint32_t sw = 0;
+    if constexpr (kHwIp && kHwL4) {
+        (void)pkts;
+        (void)n;
+        return 0;
+    } else {
+        for (uint16_t i = 0; i < n; ++i) {
+            rte_mbuf* m = pkts[i];
+            uint64_t f = m->ol_flags;
+            if (!(f & (RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_L4_MASK))) continue;
+            auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, m->l2_len);
+            if constexpr (!kHwL4) {
+                // RFC 768 / RFC 9293 3.1: checksum over the pseudo-header and the segment.
+                const uint64_t l4 = f & RTE_MBUF_F_TX_L4_MASK;
+                const uint16_t off = uint16_t(m->l2_len + m->l3_len);
+                if (l4 == RTE_MBUF_F_TX_UDP_CKSUM) {
+                    auto* udp = rte_pktmbuf_mtod_offset(m, rte_udp_hdr*, off);
+                    udp->dgram_cksum = 0;
+                    udp->dgram_cksum = rte_ipv4_udptcp_cksum_mbuf(m, ip, off);
+                    ++sw;
+                } else if (l4 == RTE_MBUF_F_TX_TCP_CKSUM) {
+                    auto* tcp = rte_pktmbuf_mtod_offset(m, rte_tcp_hdr*, off);
+                    tcp->cksum = 0;
+                    tcp->cksum = rte_ipv4_udptcp_cksum_mbuf(m, ip, off);
+                    ++sw;
+                }
+                f &= ~RTE_MBUF_F_TX_L4_MASK;
+            }
+            if constexpr (!kHwIp) {
+                if (f & RTE_MBUF_F_TX_IP_CKSUM) {
+                    ip->hdr_checksum = 0;
+                    ip->hdr_checksum = rte_ipv4_cksum(ip);
+                    f &= ~RTE_MBUF_F_TX_IP_CKSUM;
+                    ++sw;
+                }
+            }
+            if (!(f & (RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_L4_MASK))) f &= ~RTE_MBUF_F_TX_IPV4;
+            m->ol_flags = f;
+        }
+        return sw;
+    }
+}
+
+}  // namespace sluice::pmd

@@ -1,0 +1,302 @@
+// The per-core protocol stack: Ethernet, ARP, IPv4 (with reassembly and fragmentation), ICMP
+// and UDP. One instance per worker core; nothing in it is shared, so nothing is locked.
+//
+// The fast path (input of a burst, UDP delivery, in-place replies) is a template on the app so
+// that the app's handler is a direct, inlinable call: no virtual or indirect call per packet.
+// Cold paths (ARP, ICMP, reassembly, fragmentation, ICMP errors) live in stack.cpp.
+//
+// Zero copy: a packet is processed in the mbuf it arrived in; replies reuse that mbuf.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+
+#include <rte_arp.h>
+#include <rte_ether.h>
+#include <rte_icmp.h>
+#include <rte_ip.h>
+#include <rte_ip_frag.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+#include <rte_udp.h>
+
+#include "proto/arp_cache.hpp"
+#include "proto/config.hpp"
+#include "proto/counters.hpp"
+#include "proto/tx_batch.hpp"
+
+namespace sluice::proto {
+
+inline constexpr uint16_t kEthHdrLen = sizeof(rte_ether_hdr);
+inline constexpr uint16_t kIpv4HdrLen = sizeof(rte_ipv4_hdr);
+inline constexpr uint16_t kUdpHdrLen = sizeof(rte_udp_hdr);
+inline constexpr uint16_t kIcmpHdrLen = sizeof(rte_icmp_hdr);
+
+// A UDP datagram delivered to an app. The app owns `m` from then on: it must pass it back to
+// the stack (reflect_udp, send) or free it.
+struct UdpDatagram {
+    rte_mbuf* m;           // may be a chain when the datagram was reassembled
+    rte_ether_hdr* eth;    // headers are contiguous in the first segment
+    rte_ipv4_hdr* ip;
+    rte_udp_hdr* udp;
+    uint32_t payload_off;  // from the start of the frame
+    uint32_t payload_len;
+    bool reassembled;
+};
+
+class Stack;
+
+// What the stack needs from an app: which UDP ports it serves, and a handler.
+template <class A>
+concept UdpApp = requires(A a, Stack& s, UdpDatagram& d, uint16_t port) {
+    { a.udp_port_open(port) } -> std::convertible_to<bool>;
+    a.on_udp(s, d);
+};
+
+class Stack {
+public:
+    Stack() = default;
+    ~Stack();
+    Stack(const Stack&) = delete;
+    Stack& operator=(const Stack&) = delete;
+
+    // `pool` supplies the mbufs the stack builds (ARP, ICMP errors, fragments).
+    // Returns false (and logs) when the reassembly table cannot be created.
+    bool init(const StackConfig& cfg, rte_mempool* pool, int socket_id);
+
+    // Processes one received burst. Every mbuf is consumed: delivered, answered (queued on
+    // tx()), held for reassembly or ARP, or freed and counted by reason.
+    template <UdpApp App>
+    void input(rte_mbuf** pkts, uint16_t n, uint64_t now, App& app);
+
+    // Periodic work: ARP retries and expiry, reassembly timeouts. Call every few ms.
+    void poll_timers(uint64_t now);
+
+    // Gratuitous ARP announcing our address (RFC 5227 2.3), sent at start.
+    void announce();
+
+    // Replies to `d` in place: swaps addresses and ports and queues the mbuf for TX; the
+    // payload is untouched (and the UDP checksum stays valid: the one's-complement sum is
+    // independent of the order of the swapped words).
+    void reflect_udp(UdpDatagram& d);
+
+    // Sends an IPv4 packet we originate: `m` holds room for the Ethernet header followed by a
+    // complete IPv4 header (checksum requested via ol_flags). Resolves the next hop (on-link
+    // or the gateway) through ARP, queueing while unresolved.
+    void send_ipv4(rte_mbuf* m, uint64_t now);
+
+    TxBatch& tx() { return tx_; }
+    Counters& counters() { return counters_; }
+    const Counters& counters() const { return counters_; }
+    const StackConfig& config() const { return cfg_; }
+    ArpCache& arp_cache() { return arp_; }
+    rte_mempool* pool() const { return pool_; }
+
+    // Queues a finished frame for TX, fragmenting IPv4 larger than the MTU.
+    void emit(rte_mbuf* m);
+
+private:
+    template <UdpApp App>
+    void ipv4_input(rte_mbuf* m, uint64_t now, App& app);
+    template <UdpApp App>
+    void udp_input(rte_mbuf* m, rte_ipv4_hdr* ip, bool reassembled, App& app);
+
+    void drop(rte_mbuf* m, Drop why) {
+        counters_.drop(why);
+        rte_pktmbuf_free(m);
+    }
+    bool verify_ipv4_checksum(rte_mbuf* m, const rte_ipv4_hdr* ip, uint16_t ihl);
+    rte_mbuf* reassemble(rte_mbuf* m, rte_ipv4_hdr* ip, uint64_t now);
+    void arp_input(rte_mbuf* m, uint64_t now);
+    void icmp_input(rte_mbuf* m, rte_ipv4_hdr* ip, bool reassembled);
+    void icmp_port_unreachable(rte_mbuf* m, uint64_t now);
+    bool icmp_error_allowed(uint64_t now);
+    void send_arp_request(rte_be32_t target);
+    void flush_pending(rte_be32_t ip, const rte_ether_addr& mac);
+    void fragment_and_emit(rte_mbuf* m);
+    void free_death_row(Drop why);
+    void push_tx(rte_mbuf* m);
+    static void prepare_ipv4_tx(rte_mbuf* m, rte_ipv4_hdr* ip);
+
+    StackConfig cfg_{};
+    rte_mempool* pool_ = nullptr;
+    TxBatch tx_;
+    Counters counters_;
+    ArpCache arp_;
+    ArpPending pending_;
+    rte_ip_frag_tbl* frag_tbl_ = nullptr;
+    rte_ip_frag_death_row death_row_{};
+    uint64_t arp_lifetime_ = 0;
+    uint64_t arp_retry_ = 0;
+    // ICMP error token bucket, in units of 1/tsc_hz tokens.
+    uint64_t icmp_tokens_ = 0;
+    uint64_t icmp_last_ = 0;
+    uint64_t now_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Fast path.
+
+template <UdpApp App>
+void Stack::input(rte_mbuf** pkts, uint16_t n, uint64_t now, App& app) {
+    now_ = now;
+    constexpr uint16_t kPrefetchAhead = 3;
+    for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i)
+        rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+    for (uint16_t i = 0; i < n; ++i) {
+        if (i + kPrefetchAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
+        rte_mbuf* m = pkts[i];
+        counters_.rx_packets++;
+        counters_.rx_bytes += m->pkt_len;
+        if (unlikely(m->data_len < kEthHdrLen)) {
+            drop(m, Drop::eth_runt);
+            continue;
+        }
+        auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
+        if (unlikely(!rte_is_same_ether_addr(&eth->dst_addr, &cfg_.mac) &&
+                     !rte_is_broadcast_ether_addr(&eth->dst_addr))) {
+            drop(m, Drop::eth_not_for_us);
+            continue;
+        }
+        m->l2_len = kEthHdrLen;
+        if (likely(eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4))) {
+            ipv4_input(m, now, app);
+        } else if (eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_ARP)) {
+            arp_input(m, now);
+        } else {
+            drop(m, Drop::eth_unknown_type);
+        }
+    }
+    if (death_row_.cnt) free_death_row(Drop::ipv4_frag_dropped);
+}
+
+// RFC 791 3.1 and RFC 1122 3.2.1: validate before anything else reads the header.
+template <UdpApp App>
+void Stack::ipv4_input(rte_mbuf* m, uint64_t now, App& app) {
+    const uint32_t l3_seg = m->data_len - kEthHdrLen;
+    const uint32_t l3_pkt = m->pkt_len - kEthHdrLen;
+    if (unlikely(l3_seg < kIpv4HdrLen)) return drop(m, Drop::ipv4_truncated);
+    auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, kEthHdrLen);
+    const uint8_t vihl = ip->version_ihl;
+    if (unlikely((vihl >> 4) != 4)) return drop(m, Drop::ipv4_bad_version);
+    const uint16_t ihl = uint16_t((vihl & 0x0f) * 4);
+    if (unlikely(ihl < kIpv4HdrLen)) return drop(m, Drop::ipv4_bad_ihl);
+    if (unlikely(ihl > l3_seg)) return drop(m, Drop::ipv4_truncated);
+    const uint16_t total = rte_be_to_cpu_16(ip->total_length);
+    if (unlikely(total < ihl || total > l3_pkt)) return drop(m, Drop::ipv4_bad_total_length);
+    if (unlikely(!verify_ipv4_checksum(m, ip, ihl))) return drop(m, Drop::ipv4_bad_checksum);
+    if (unlikely(total < l3_pkt)) {
+        // Link-layer padding (RFC 894: frames are padded to 60 bytes) is not part of the
+        // datagram.
+        if (rte_pktmbuf_trim(m, uint16_t(l3_pkt - total)) != 0)
+            return drop(m, Drop::ipv4_bad_total_length);
+    }
+    // RFC 1122 3.2.1.7: a host MUST NOT discard a datagram just because its TTL is below 2;
+    // 0 can only mean a router that failed to discard it.
+    if (unlikely(ip->time_to_live == 0)) return drop(m, Drop::ipv4_ttl_zero);
+    // RFC 1122 3.2.1.3: silently discard a datagram whose source is not a unicast address.
+    const rte_be32_t src = ip->src_addr;
+    if (unlikely(src == 0 || src == RTE_BE32(0xffffffff) || RTE_IS_IPV4_MCAST(rte_be_to_cpu_32(src)) ||
+                 src == cfg_.subnet_broadcast()))
+        return drop(m, Drop::ipv4_bad_src);
+    if (unlikely(ip->dst_addr != cfg_.ip)) {
+        const rte_be32_t dst = ip->dst_addr;
+        if (dst == RTE_BE32(0xffffffff) || dst == cfg_.subnet_broadcast() ||
+            RTE_IS_IPV4_MCAST(rte_be_to_cpu_32(dst)))
+            return drop(m, Drop::ipv4_broadcast);
+        return drop(m, Drop::ipv4_not_for_us);
+    }
+    m->l3_len = ihl;
+    bool reassembled = false;
+    if (unlikely(rte_ipv4_frag_pkt_is_fragmented(ip))) {
+        m = reassemble(m, ip, now);
+        if (m == nullptr) return;  // held for reassembly, or dropped and counted
+        ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, kEthHdrLen);
+        reassembled = true;
+    }
+    counters_.ipv4_in++;
+    if (likely(ip->next_proto_id == IPPROTO_UDP)) return udp_input(m, ip, reassembled, app);
+    if (ip->next_proto_id == IPPROTO_ICMP) return icmp_input(m, ip, reassembled);
+    drop(m, Drop::ipv4_unknown_proto);
+}
+
+// RFC 768.
+template <UdpApp App>
+void Stack::udp_input(rte_mbuf* m, rte_ipv4_hdr* ip, bool reassembled, App& app) {
+    const uint32_t l4_off = kEthHdrLen + m->l3_len;
+    const uint32_t l4_len = m->pkt_len - l4_off;
+    if (unlikely(l4_len < kUdpHdrLen || m->data_len < l4_off + kUdpHdrLen))
+        return drop(m, Drop::udp_truncated);
+    auto* udp = rte_pktmbuf_mtod_offset(m, rte_udp_hdr*, l4_off);
+    const uint16_t ulen = rte_be_to_cpu_16(udp->dgram_len);
+    if (unlikely(ulen < kUdpHdrLen || ulen > l4_len)) return drop(m, Drop::udp_bad_length);
+    if (unlikely(ulen < l4_len)) {
+        // Bytes past the UDP length are not part of the datagram: trim them and make the IP
+        // header agree, so that a reply built in place is consistent.
+        if (rte_pktmbuf_trim(m, uint16_t(l4_len - ulen)) != 0) return drop(m, Drop::udp_bad_length);
+        ip->total_length = rte_cpu_to_be_16(uint16_t(m->l3_len + ulen));
+    }
+    // RFC 768: a zero checksum means the sender computed none. Otherwise trust the port's
+    // verdict when it has one, and verify in software when it says UNKNOWN (or when the
+    // datagram was reassembled: the flags of its first fragment say nothing of the whole).
+    if (udp->dgram_cksum != 0) {
+        const uint64_t l4f = reassembled ? RTE_MBUF_F_RX_L4_CKSUM_UNKNOWN
+                                         : (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK);
+        if (unlikely(l4f == RTE_MBUF_F_RX_L4_CKSUM_BAD)) return drop(m, Drop::udp_bad_checksum);
+        if (l4f != RTE_MBUF_F_RX_L4_CKSUM_GOOD) {
+            counters_.sw_rx_cksum++;
+            if (rte_ipv4_udptcp_cksum_mbuf_verify(m, ip, uint16_t(l4_off)) != 0)
+                return drop(m, Drop::udp_bad_checksum);
+        }
+    }
+    counters_.udp_in++;
+    if (unlikely(!app.udp_port_open(rte_be_to_cpu_16(udp->dst_port))))
+        return icmp_port_unreachable(m, now_);
+    counters_.udp_delivered++;
+    UdpDatagram d{m,
+                  rte_pktmbuf_mtod(m, rte_ether_hdr*),
+                  ip,
+                  udp,
+                  l4_off + kUdpHdrLen,
+                  uint32_t(ulen - kUdpHdrLen),
+                  reassembled};
+    app.on_udp(*this, d);
+}
+
+inline void Stack::prepare_ipv4_tx(rte_mbuf* m, rte_ipv4_hdr* ip) {
+    // DPDK TX offload contract: IP checksum field zeroed, flags and lengths set. pmd/ computes
+    // it in software when the port cannot.
+    ip->hdr_checksum = 0;
+    m->ol_flags = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
+    m->l2_len = kEthHdrLen;
+}
+
+inline void Stack::push_tx(rte_mbuf* m) {
+    if (unlikely(!tx_.push(m))) return drop(m, Drop::tx_full);
+    counters_.tx_packets++;
+    counters_.tx_bytes += m->pkt_len;
+}
+
+inline void Stack::emit(rte_mbuf* m) {
+    if (unlikely(m->pkt_len - kEthHdrLen > cfg_.mtu)) return fragment_and_emit(m);
+    push_tx(m);
+}
+
+inline void Stack::reflect_udp(UdpDatagram& d) {
+    rte_ether_hdr* eth = d.eth;
+    rte_ether_addr_copy(&eth->src_addr, &eth->dst_addr);
+    rte_ether_addr_copy(&cfg_.mac, &eth->src_addr);
+    rte_ipv4_hdr* ip = d.ip;
+    ip->dst_addr = ip->src_addr;
+    ip->src_addr = cfg_.ip;
+    ip->time_to_live = cfg_.ttl;
+    const rte_be16_t sp = d.udp->src_port;
+    d.udp->src_port = d.udp->dst_port;
+    d.udp->dst_port = sp;
+    // A datagram that arrived in fragments may leave in fragments: the sender allowed it.
+    if (d.reassembled) ip->fragment_offset = 0;
+    prepare_ipv4_tx(d.m, ip);
+    emit(d.m);
+}
+
+}  // namespace sluice::proto
