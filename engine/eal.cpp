@@ -31,7 +31,7 @@ EalPlan plan_eal(const std::string& prog, const std::string& port,
     if (dev.kind == pmd::DeviceSpec::Kind::vdev) {
         if (!user_devices || !has_opt(user_args, {"--vdev"})) {
             p.args.push_back("--vdev");
-            p.args.push_back(port);
+            p.args.push_back(dev.devargs);
         }
         if (!user_devices && !has_opt(user_args, {"--no-pci"})) p.args.push_back("--no-pci");
     } else if (dev.kind == pmd::DeviceSpec::Kind::pci && !user_devices) {
@@ -43,7 +43,8 @@ EalPlan plan_eal(const std::string& prog, const std::string& port,
         p.args.push_back("--no-huge");
         p.args.push_back("-m");
         p.args.push_back("1024");
-        p.notices.push_back("no free hugepages: running with --no-huge -m 1024 (slower; see README for hugepages)");
+        p.notices.push_back(
+            "no free hugepages: running with --no-huge -m 1024 (slower; see README for hugepages)");
     }
     std::string prefix;
     for (size_t i = 0; i < user_args.size(); ++i) {

@@ -27,7 +27,7 @@ EalPlan plan_eal(const std::string& prog, const std::string& port,
 bool hugepages_available();
 
 class Eal {
-public:
+  public:
     Eal() = default;
     ~Eal();
     Eal(const Eal&) = delete;
@@ -36,7 +36,7 @@ public:
     int init(const EalPlan& plan);
     bool ok() const { return ok_; }
 
-private:
+  private:
     bool ok_ = false;
 };
 

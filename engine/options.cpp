@@ -58,7 +58,8 @@ bool parse_port_list(const std::string& s, const std::function<void(uint16_t, ui
     size_t pos = 0;
     while (pos <= s.size()) {
         const size_t comma = s.find(',', pos);
-        const std::string item = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        const std::string item =
+            s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
         const size_t dash = item.find('-');
         uint64_t lo = 0, hi = 0;
         const bool ok = dash == std::string::npos
@@ -158,7 +159,8 @@ ParseResult parse_options(int argc, const char* const* argv, const char* app_nam
             char* end = nullptr;
             if (!need_value() || value.empty()) return fail("--duration needs seconds");
             const double d = strtod(value.c_str(), &end);
-            if (*end != '\0' || !(d > 0) || d > 1e7) return fail("--duration needs seconds > 0, got '" + value + "'");
+            if (*end != '\0' || !(d > 0) || d > 1e7)
+                return fail("--duration needs seconds > 0, got '" + value + "'");
             out.duration_s = d;
         } else if (name == "quiet" && !inline_value) {
             out.quiet = true;

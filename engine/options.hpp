@@ -15,16 +15,16 @@
 namespace sluice::engine {
 
 struct Options {
-    std::string port;           // --port: PCI address or vdev devargs
-    rte_be32_t ip = 0;          // --ip A.B.C.D/N
+    std::string port;   // --port: PCI address or vdev devargs
+    rte_be32_t ip = 0;  // --ip A.B.C.D/N
     uint8_t prefix_len = 0;
-    rte_be32_t gateway = 0;     // --gateway
-    uint16_t mtu = 1500;        // --mtu
-    uint16_t burst = 32;        // --burst (1..512)
-    bool quiet = false;         // --quiet: no live rate line
-    double duration_s = 0;      // --duration: stop by itself after this many seconds (0: never)
-    bool no_offload = false;    // --no-offload: checksums in software even if the port has them
-    bool soft_rss = false;      // --soft-rss: force the software-RSS ring stage
+    rte_be32_t gateway = 0;   // --gateway
+    uint16_t mtu = 1500;      // --mtu
+    uint16_t burst = 32;      // --burst (1..512)
+    bool quiet = false;       // --quiet: no live rate line
+    double duration_s = 0;    // --duration: stop by itself after this many seconds (0: never)
+    bool no_offload = false;  // --no-offload: checksums in software even if the port has them
+    bool soft_rss = false;    // --soft-rss: force the software-RSS ring stage
     std::vector<std::string> eal_args;  // after "--"
 };
 

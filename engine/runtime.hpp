@@ -41,7 +41,7 @@ std::atomic<bool>& stop_flag();
 void install_signal_handlers();
 
 // Control-path helpers shared by every runtime instantiation (runtime.cpp).
-rte_mempool* create_pool(const char* name, unsigned n, int socket);
+rte_mempool* create_pool(const char* name, unsigned n, int socket, uint16_t data_room);
 void print_rate_line(const StatsView& v, double dt, CoreStats& last_e, proto::Counters& last_p);
 void print_summary(const char* app, const StatsView& v, uint16_t port_id);
 std::string format_mac(const rte_ether_addr& mac);
@@ -49,13 +49,13 @@ std::string describe_offloads(const pmd::Offloads& o);
 
 template <class App>
 class Runtime {
-public:
+  public:
     using AppConfig = typename App::Config;
 
     // Runs until stopped; returns the process exit code.
     static int run(const char* app_name, const Options& opt, const AppConfig& app_cfg);
 
-private:
+  private:
     static constexpr unsigned kMaxWorkers = StatsView::kMaxWorkers;
     static constexpr unsigned kRingSize = 1024;
 
@@ -66,9 +66,9 @@ private:
         CoreStats stats;
         unsigned index = 0;
         unsigned lcore = 0;
-        int rxq = -1;                        // owned RX queue, or -1
-        int txq = -1;                        // owned TX queue, or -1 (hands TX to tx_ring)
-        rte_ring* tx_ring = nullptr;         // when txq < 0: to the TX queue's owner
+        int rxq = -1;                           // owned RX queue, or -1
+        int txq = -1;                           // owned TX queue, or -1 (hands TX to tx_ring)
+        rte_ring* tx_ring = nullptr;            // when txq < 0: to the TX queue's owner
         rte_ring* steer_out[kMaxWorkers] = {};  // software RSS: to worker j
         rte_ring* steer_in[kMaxWorkers] = {};   // software RSS: from worker j
         rte_ring* tx_in[kMaxWorkers] = {};      // TX hand-offs this worker transmits
@@ -105,7 +105,8 @@ void Runtime<App>::flush_tx(Shared& sh, Worker& w) {
             w.stats.port_tx_dropped += n - sent;
         }
     } else {
-        const unsigned q = rte_ring_sp_enqueue_burst(w.tx_ring, reinterpret_cast<void**>(tx.data()), n, nullptr);
+        const unsigned q =
+            rte_ring_sp_enqueue_burst(w.tx_ring, reinterpret_cast<void**>(tx.data()), n, nullptr);
         w.stats.ring_out += q;
         if (unlikely(q < n)) {
             rte_pktmbuf_free_bulk(tx.data() + q, n - q);
@@ -136,7 +137,8 @@ int Runtime<App>::worker_main(void* arg) {
         const uint64_t now = rte_rdtsc();
         bool busy = false;
         if (w.rxq >= 0) {
-            const uint16_t n = sh.port->rx(uint16_t(w.rxq), pkts, sh.soft_rss ? RTE_MIN(burst, uint16_t(64)) : burst);
+            const uint16_t n = sh.port->rx(uint16_t(w.rxq), pkts,
+                                           sh.soft_rss ? RTE_MIN(burst, uint16_t(64)) : burst);
             if (n) {
                 busy = true;
                 w.stats.port_rx += n;
@@ -170,8 +172,8 @@ int Runtime<App>::worker_main(void* arg) {
         if (sh.soft_rss) {
             for (unsigned j = 0; j < sh.n_workers; ++j) {
                 if (!w.steer_in[j]) continue;
-                const unsigned n = rte_ring_sc_dequeue_burst(w.steer_in[j], reinterpret_cast<void**>(pkts),
-                                                             burst, nullptr);
+                const unsigned n = rte_ring_sc_dequeue_burst(
+                    w.steer_in[j], reinterpret_cast<void**>(pkts), burst, nullptr);
                 if (n) {
                     busy = true;
                     w.stats.ring_in += n;
@@ -186,11 +188,13 @@ int Runtime<App>::worker_main(void* arg) {
         flush_tx(sh, w);
         // TX hand-offs from workers without a TX queue of their own.
         for (unsigned k = 0; k < w.n_tx_in; ++k) {
-            const unsigned n = rte_ring_sc_dequeue_burst(w.tx_in[k], reinterpret_cast<void**>(pkts), burst, nullptr);
+            const unsigned n = rte_ring_sc_dequeue_burst(w.tx_in[k], reinterpret_cast<void**>(pkts),
+                                                         burst, nullptr);
             if (!n) continue;
             busy = true;
             w.stats.ring_in += n;
-            const uint16_t sent = sh.port->tx(uint16_t(w.txq), pkts, uint16_t(n), &w.stats.sw_tx_cksum);
+            const uint16_t sent =
+                sh.port->tx(uint16_t(w.txq), pkts, uint16_t(n), &w.stats.sw_tx_cksum);
             w.stats.port_tx += sent;
             if (sent < n) {
                 rte_pktmbuf_free_bulk(pkts + sent, n - sent);
@@ -230,13 +234,16 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
     }
 
     // One mbuf pool per NUMA socket in use; sized for descriptors, rings, caches and slack.
-    const unsigned per_pool = 16383 + n_workers * (2 * 1024 + kRingSize * (n_workers + 1));
+    const pmd::DeviceSpec spec = pmd::parse_device(opt.port);
+    const bool big_frames = spec.rx_data_room > RTE_MBUF_DEFAULT_BUF_SIZE;
+    const unsigned per_pool =
+        (big_frames ? 4095 : 16383) + n_workers * (2 * 1024 + kRingSize * (n_workers + 1));
     rte_mempool* pools[RTE_MAX_NUMA_NODES] = {};
     auto pool_for = [&](int socket) -> rte_mempool* {
         if (socket < 0 || socket >= RTE_MAX_NUMA_NODES) socket = 0;
         if (!pools[socket]) {
             const std::string name = "sluice_pool_s" + std::to_string(socket);
-            pools[socket] = create_pool(name.c_str(), per_pool, socket);
+            pools[socket] = create_pool(name.c_str(), per_pool, socket, spec.rx_data_room);
         }
         return pools[socket];
     };
@@ -245,7 +252,8 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
             if (!p) continue;
             const unsigned avail = rte_mempool_avail_count(p), size = p->size;
             if (avail != size)
-                fprintf(stderr, "%s: warning: %u mbufs not back in %s\n", app_name, size - avail, p->name);
+                fprintf(stderr, "%s: warning: %u mbufs not back in %s\n", app_name, size - avail,
+                        p->name);
             rte_mempool_free(p);
             p = nullptr;
         }
@@ -258,9 +266,10 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
     pc.mtu = opt.mtu;
     pc.hw_offloads = !opt.no_offload;
     {
-        const pmd::DeviceSpec spec = pmd::parse_device(opt.port);
         uint16_t pid = 0;
-        const int sock = rte_eth_dev_get_port_by_name(spec.name.c_str(), &pid) == 0 ? rte_eth_dev_socket_id(pid) : 0;
+        const int sock = rte_eth_dev_get_port_by_name(spec.name.c_str(), &pid) == 0
+                             ? rte_eth_dev_socket_id(pid)
+                             : 0;
         rte_mempool* rxpool = pool_for(sock);
         if (!rxpool || port.open(opt.port, pc, rxpool) != 0) {
             free_pools();
@@ -282,7 +291,8 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
     std::vector<rte_ring*> rings;
     bool ok = true;
     auto make_ring = [&](const std::string& name, int socket) -> rte_ring* {
-        rte_ring* r = rte_ring_create(name.c_str(), kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+        rte_ring* r =
+            rte_ring_create(name.c_str(), kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
         if (!r) {
             fprintf(stderr, "%s: cannot create ring %s\n", app_name, name.c_str());
             ok = false;
@@ -302,7 +312,8 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
 
     for (unsigned i = 0; i < n_workers && ok; ++i) {
         const int socket = int(rte_lcore_to_socket_id(lcores[i]));
-        void* mem = rte_zmalloc_socket("sluice_worker", sizeof(Worker), RTE_CACHE_LINE_SIZE, socket);
+        void* mem =
+            rte_zmalloc_socket("sluice_worker", sizeof(Worker), RTE_CACHE_LINE_SIZE, socket);
         if (!mem) {
             fprintf(stderr, "%s: out of memory for worker %u\n", app_name, i);
             ok = false;
@@ -331,7 +342,8 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         if (sh.soft_rss && w->rxq >= 0) {
             for (unsigned j = 0; j < n_workers; ++j) {
                 if (j == i) continue;
-                rte_ring* r = make_ring("sl_rss" + std::to_string(i) + "_" + std::to_string(j), socket);
+                rte_ring* r =
+                    make_ring("sl_rss" + std::to_string(i) + "_" + std::to_string(j), socket);
                 w->steer_out[j] = r;
                 sh.workers[j]->steer_in[i] = r;
             }
@@ -357,12 +369,13 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         install_signal_handlers();
         sh.workers[0]->stack.announce();  // gratuitous ARP (RFC 5227 2.3)
         const pmd::LinkInfo link = port.link();
-        printf("%s: ready on %s (%s, mac %s, link %s) ip %s gateway %s, %u worker%s, %u rx / %u tx "
-               "queues%s, offloads: %s; telemetry: dpdk-telemetry.py -f %s\n",
-               app_name, opt.port.c_str(), port.driver(), info["mac"].c_str(), link.up ? "up" : "down",
-               info["ip"].c_str(), info["gateway"].c_str(), n_workers, n_workers == 1 ? "" : "s",
-               port.rx_queues(), port.tx_queues(), sh.soft_rss ? " (software RSS)" : "",
-               info["offloads"].c_str(), plan.file_prefix.c_str());
+        printf(
+            "%s: ready on %s (%s, mac %s, link %s) ip %s gateway %s, %u worker%s, %u rx / %u tx "
+            "queues%s, offloads: %s; telemetry: dpdk-telemetry.py -f %s\n",
+            app_name, opt.port.c_str(), port.driver(), info["mac"].c_str(), link.up ? "up" : "down",
+            info["ip"].c_str(), info["gateway"].c_str(), n_workers, n_workers == 1 ? "" : "s",
+            port.rx_queues(), port.tx_queues(), sh.soft_rss ? " (software RSS)" : "",
+            info["offloads"].c_str(), plan.file_prefix.c_str());
         fflush(stdout);
 
         const bool live = !opt.quiet && isatty(STDOUT_FILENO);
@@ -376,7 +389,8 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
             while (!stop.load()) {
                 usleep(50 * 1000);
                 const uint64_t now = rte_rdtsc();
-                if (opt.duration_s > 0 && double(now - start) / double(hz) >= opt.duration_s) stop.store(true);
+                if (opt.duration_s > 0 && double(now - start) / double(hz) >= opt.duration_s)
+                    stop.store(true);
                 if (live && now - last >= hz) {
                     print_rate_line(view, double(now - last) / double(hz), last_e, last_p);
                     last = now;

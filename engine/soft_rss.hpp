@@ -17,7 +17,7 @@
 namespace sluice::engine {
 
 class SoftRss {
-public:
+  public:
     static constexpr unsigned kRetaSize = 128;
 
     void init(uint16_t workers) {
@@ -39,8 +39,8 @@ public:
         if ((ip->next_proto_id == IPPROTO_UDP || ip->next_proto_id == IPPROTO_TCP) &&
             !rte_ipv4_frag_pkt_is_fragmented(ip) &&
             m->data_len >= sizeof(rte_ether_hdr) + ihl + 4) {
-            const auto* ports = reinterpret_cast<const uint16_t*>(
-                reinterpret_cast<const uint8_t*>(ip) + ihl);
+            const auto* ports =
+                reinterpret_cast<const uint16_t*>(reinterpret_cast<const uint8_t*>(ip) + ihl);
             t.sport = rte_be_to_cpu_16(ports[0]);
             t.dport = rte_be_to_cpu_16(ports[1]);
             return rte_softrss_be(reinterpret_cast<uint32_t*>(&t), RTE_THASH_V4_L4_LEN, key_);
@@ -50,7 +50,7 @@ public:
 
     uint16_t target(const rte_mbuf* m) const { return reta_[hash(m) & (kRetaSize - 1)]; }
 
-private:
+  private:
     uint8_t key_[40];
     uint16_t reta_[kRetaSize];
 };

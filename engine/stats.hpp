@@ -11,15 +11,15 @@
 
 namespace sluice::engine {
 
-#define SLUICE_ENGINE_COUNTERS(X)                                                  \
-    X(polls, "loop iterations")                                                    \
-    X(busy_polls, "iterations that had packets")                                   \
-    X(port_rx, "packets taken from the port's RX queue")                           \
-    X(port_tx, "packets the port's TX queue accepted")                             \
-    X(port_tx_dropped, "packets the TX queue refused (full): freed, counted")       \
-    X(ring_in, "packets received from other workers' rings")                       \
-    X(ring_out, "packets handed to other workers' rings")                          \
-    X(ring_dropped, "packets a full inter-core ring refused: freed, counted")      \
+#define SLUICE_ENGINE_COUNTERS(X)                                             \
+    X(polls, "loop iterations")                                               \
+    X(busy_polls, "iterations that had packets")                              \
+    X(port_rx, "packets taken from the port's RX queue")                      \
+    X(port_tx, "packets the port's TX queue accepted")                        \
+    X(port_tx_dropped, "packets the TX queue refused (full): freed, counted") \
+    X(ring_in, "packets received from other workers' rings")                  \
+    X(ring_out, "packets handed to other workers' rings")                     \
+    X(ring_dropped, "packets a full inter-core ring refused: freed, counted") \
     X(sw_tx_cksum, "checksums computed in software at TX")
 
 struct alignas(RTE_CACHE_LINE_SIZE) CoreStats {

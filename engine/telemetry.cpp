@@ -61,7 +61,8 @@ int cmd_core(const char*, const char* params, rte_tel_data* d) {
     add_engine(d, *v->engine[w]);
     add_proto(d, *v->proto[w]);
     for (unsigned i = 0; i < proto::kDropCount; ++i)
-        if (v->proto[w]->drops[i]) rte_tel_data_add_dict_u64(d, proto::kDropNames[i], v->proto[w]->drops[i]);
+        if (v->proto[w]->drops[i])
+            rte_tel_data_add_dict_u64(d, proto::kDropNames[i], v->proto[w]->drops[i]);
     return 0;
 }
 
@@ -85,7 +86,8 @@ void telemetry_publish(const StatsView* view, const std::map<std::string, std::s
                                    "Sluice drops by reason, summed over workers. No parameters");
         rte_telemetry_register_cmd("/sluice/core", cmd_core,
                                    "Counters of one Sluice worker. Parameters: worker index");
-        rte_telemetry_register_cmd("/sluice/info", cmd_info, "Sluice port and configuration. No parameters");
+        rte_telemetry_register_cmd("/sluice/info", cmd_info,
+                                   "Sluice port and configuration. No parameters");
     });
     std::lock_guard<std::mutex> lock(g_mu);
     g_view.store(view);

@@ -47,6 +47,12 @@ DeviceSpec parse_device(const std::string& s) {
         for (char c : d.name)
             if (!isalnum(static_cast<unsigned char>(c)) && c != '_') return d;
         d.kind = DeviceSpec::Kind::vdev;
+        if (d.name.rfind("net_af_packet", 0) == 0 || d.name.rfind("eth_af_packet", 0) == 0) {
+            if (s.find("framesz=") == std::string::npos && s.find("blocksz=") == std::string::npos)
+                d.devargs += ",framesz=" + std::to_string(kAfPacketFrame) +
+                             ",blocksz=" + std::to_string(kAfPacketFrame);
+            d.rx_data_room = kAfPacketFrame + RTE_PKTMBUF_HEADROOM;
+        }
     }
     return d;
 }
@@ -61,7 +67,7 @@ int Port::open(const std::string& devargs, const PortConfig& cfg, rte_mempool* p
     uint16_t id = 0;
     if (rte_eth_dev_get_port_by_name(spec.name.c_str(), &id) != 0) {
         // Not probed by the EAL's command line: hot-plug it now.
-        const int rc = rte_dev_probe(devargs.c_str());
+        const int rc = rte_dev_probe(spec.devargs.c_str());
         if (rc != 0 || rte_eth_dev_get_port_by_name(spec.name.c_str(), &id) != 0) {
             fprintf(stderr, "sluice: cannot open device '%s': %s\n", devargs.c_str(),
                     strerror(rc < 0 ? -rc : ENODEV));
@@ -95,25 +101,25 @@ int Port::configure(const PortConfig& cfg, rte_mempool* pool) {
 
     rte_eth_conf conf{};
     // Checksum offloads: take what the port has; pmd/tx_checksum.hpp and proto/ do the rest.
-    const uint64_t rx_want = cfg.hw_offloads ? (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM |
-                                                RTE_ETH_RX_OFFLOAD_UDP_CKSUM |
-                                                RTE_ETH_RX_OFFLOAD_TCP_CKSUM)
-                                             : 0;
-    const uint64_t tx_want = cfg.hw_offloads ? (RTE_ETH_TX_OFFLOAD_IPV4_CKSUM |
-                                                RTE_ETH_TX_OFFLOAD_UDP_CKSUM |
-                                                RTE_ETH_TX_OFFLOAD_TCP_CKSUM)
-                                             : 0;
+    const uint64_t rx_want = cfg.hw_offloads
+                                 ? (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM |
+                                    RTE_ETH_RX_OFFLOAD_TCP_CKSUM)
+                                 : 0;
+    const uint64_t tx_want = cfg.hw_offloads
+                                 ? (RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_UDP_CKSUM |
+                                    RTE_ETH_TX_OFFLOAD_TCP_CKSUM)
+                                 : 0;
     conf.rxmode.offloads = rx_want & info.rx_offload_capa;
     conf.txmode.offloads = (tx_want | RTE_ETH_TX_OFFLOAD_MULTI_SEGS) & info.tx_offload_capa;
     off_ = {};
     off_.rx_ip_cksum = conf.rxmode.offloads & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
-    off_.rx_l4_cksum = (conf.rxmode.offloads & (RTE_ETH_RX_OFFLOAD_UDP_CKSUM |
-                                                RTE_ETH_RX_OFFLOAD_TCP_CKSUM)) ==
-                       (RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
+    off_.rx_l4_cksum =
+        (conf.rxmode.offloads & (RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM)) ==
+        (RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
     off_.tx_ip_cksum = conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
-    off_.tx_l4_cksum = (conf.txmode.offloads & (RTE_ETH_TX_OFFLOAD_UDP_CKSUM |
-                                                RTE_ETH_TX_OFFLOAD_TCP_CKSUM)) ==
-                       (RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM);
+    off_.tx_l4_cksum =
+        (conf.txmode.offloads & (RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM)) ==
+        (RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM);
     if (!off_.tx_l4_cksum)
         conf.txmode.offloads &= ~(RTE_ETH_TX_OFFLOAD_UDP_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM);
 

@@ -17,10 +17,16 @@ namespace sluice::pmd {
 struct DeviceSpec {
     enum class Kind { pci, vdev, invalid };
     Kind kind = Kind::invalid;
-    std::string devargs;  // as given
+    std::string devargs;  // as given, plus what the driver needs (see parse_device)
     std::string name;     // the ethdev name to look up (devargs up to the first comma)
+    uint16_t rx_data_room = RTE_MBUF_DEFAULT_BUF_SIZE;  // mbuf data room the RX pool needs
 };
+// net_af_packet joins a PACKET_FANOUT group with PACKET_FANOUT_FLAG_DEFRAG: the kernel
+// reassembles IP fragments before they reach the port, so one frame can be as large as a whole
+// datagram. parse_device gives such ports large ring frames (framesz/blocksz, unless set) and
+// asks for mbufs large enough to hold them; the stack then sees the datagram unfragmented.
 DeviceSpec parse_device(const std::string& s);
+inline constexpr uint16_t kAfPacketFrame = 16384;
 
 // Checksum and RSS capabilities as negotiated with the port.
 struct Offloads {
@@ -53,7 +59,7 @@ struct LinkInfo {
 };
 
 class Port {
-public:
+  public:
     Port() = default;
     ~Port() { close(); }
     Port(const Port&) = delete;
@@ -77,7 +83,9 @@ public:
     const std::string& name() const { return name_; }
     LinkInfo link() const;
 
-    uint16_t rx(uint16_t q, rte_mbuf** pkts, uint16_t n) { return rte_eth_rx_burst(id_, q, pkts, n); }
+    uint16_t rx(uint16_t q, rte_mbuf** pkts, uint16_t n) {
+        return rte_eth_rx_burst(id_, q, pkts, n);
+    }
 
     // Finishes checksums the port cannot do (see tx_checksum.hpp), then transmits.
     // Returns how many the port took; the caller frees and counts the rest.
@@ -86,7 +94,7 @@ public:
         return rte_eth_tx_burst(id_, q, pkts, n);
     }
 
-private:
+  private:
     int configure(const PortConfig& cfg, rte_mempool* pool);
 
     bool open_ = false;

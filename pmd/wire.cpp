@@ -24,10 +24,10 @@ int Wire::open(const std::string& name, const PortConfig& cfg, rte_mempool* pool
             return -ENOMEM;
         }
     }
-    const int pa = rte_eth_from_rings((name + "_a").c_str(), b_to_a_, nq_, a_to_b_, nq_,
-                                      rte_socket_id());
-    const int pb = rte_eth_from_rings((name + "_b").c_str(), a_to_b_, nq_, b_to_a_, nq_,
-                                      rte_socket_id());
+    const int pa =
+        rte_eth_from_rings((name + "_a").c_str(), b_to_a_, nq_, a_to_b_, nq_, rte_socket_id());
+    const int pb =
+        rte_eth_from_rings((name + "_b").c_str(), a_to_b_, nq_, b_to_a_, nq_, rte_socket_id());
     if (pa < 0 || pb < 0) {
         fprintf(stderr, "sluice: wire %s: rte_eth_from_rings failed\n", name.c_str());
         if (pa >= 0) rte_eth_dev_close(uint16_t(pa));
@@ -55,7 +55,8 @@ void Wire::close() {
         for (rte_ring** r : {&a_to_b_[q], &b_to_a_[q]}) {
             if (!*r) continue;
             void* obj;
-            while (rte_ring_sc_dequeue(*r, &obj) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(obj));
+            while (rte_ring_sc_dequeue(*r, &obj) == 0)
+                rte_pktmbuf_free(static_cast<rte_mbuf*>(obj));
             rte_ring_free(*r);
             *r = nullptr;
         }

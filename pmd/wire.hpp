@@ -13,7 +13,7 @@
 namespace sluice::pmd {
 
 class Wire {
-public:
+  public:
     static constexpr uint16_t kMaxQueues = 8;
 
     Wire() = default;
@@ -30,7 +30,7 @@ public:
     Port& a() { return a_; }
     Port& b() { return b_; }
 
-private:
+  private:
     Port a_, b_;
     uint16_t nq_ = 0;
     rte_ring* a_to_b_[kMaxQueues] = {};

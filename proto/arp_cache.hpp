@@ -13,7 +13,7 @@
 namespace sluice::proto {
 
 class ArpCache {
-public:
+  public:
     static constexpr unsigned kSlots = 256;  // power of two
     static constexpr unsigned kMaxProbe = 16;
 
@@ -59,7 +59,7 @@ public:
         return n;
     }
 
-private:
+  private:
     struct Entry {
         rte_be32_t ip = 0;
         rte_ether_addr mac{};
@@ -71,7 +71,7 @@ private:
 
 // Packets waiting for ARP resolution, per next hop. Bounded in both dimensions.
 class ArpPending {
-public:
+  public:
     static constexpr unsigned kHops = 16;
     static constexpr unsigned kPerHop = 8;
 
@@ -113,7 +113,7 @@ public:
         h.count = 0;
     }
 
-private:
+  private:
     std::array<Hop, kHops> hops_{};
 };
 

@@ -10,12 +10,12 @@ namespace sluice::proto {
 
 struct StackConfig {
     rte_ether_addr mac{};
-    rte_be32_t ip = 0;       // our address, network order
-    uint8_t prefix_len = 24; // CIDR prefix of the on-link subnet
-    rte_be32_t gateway = 0;  // default gateway, network order; 0 = none (on-link only)
-    uint16_t mtu = 1500;     // IP MTU of the port
-    uint8_t ttl = 64;        // TTL of what we send (RFC 1700 / RFC 1122 3.2.1.7 default)
-    uint64_t tsc_hz = 0;     // clock rate of the `now` values passed in (rte_get_tsc_hz())
+    rte_be32_t ip = 0;        // our address, network order
+    uint8_t prefix_len = 24;  // CIDR prefix of the on-link subnet
+    rte_be32_t gateway = 0;   // default gateway, network order; 0 = none (on-link only)
+    uint16_t mtu = 1500;      // IP MTU of the port
+    uint8_t ttl = 64;         // TTL of what we send (RFC 1700 / RFC 1122 3.2.1.7 default)
+    uint64_t tsc_hz = 0;      // clock rate of the `now` values passed in (rte_get_tsc_hz())
 
     // ICMP error rate limit: token bucket (RFC 1812 4.3.2.8; RFC 1122 3.2.2).
     uint32_t icmp_rate_per_s = 1000;

@@ -9,38 +9,39 @@ namespace sluice::proto {
 
 // X(name, help)
 #define SLUICE_DROP_REASONS(X)                                                         \
-    X(eth_runt, "frame shorter than an Ethernet header")                             \
-    X(eth_not_for_us, "destination MAC neither ours nor broadcast")                  \
-    X(eth_unknown_type, "EtherType other than IPv4 and ARP")                         \
-    X(arp_malformed, "ARP frame truncated or not Ethernet/IPv4")                     \
-    X(arp_not_for_us, "ARP request for another address")                             \
-    X(arp_bad_op, "ARP opcode other than request or reply")                          \
-    X(arp_queue_full, "packet for an unresolved next hop did not fit its queue")     \
-    X(arp_unresolved, "next hop never answered ARP; queued packets freed")           \
-    X(ipv4_truncated, "frame shorter than the IPv4 header it claims")                \
-    X(ipv4_bad_version, "IP version field is not 4")                                 \
-    X(ipv4_bad_ihl, "IHL below 5 (RFC 791 3.1)")                                     \
-    X(ipv4_bad_total_length, "total length below IHL or beyond the frame")           \
-    X(ipv4_bad_checksum, "IPv4 header checksum wrong (RFC 791 3.1)")                 \
-    X(ipv4_ttl_zero, "TTL 0 on arrival")                                             \
-    X(ipv4_bad_src, "source address broadcast, multicast or 0 (RFC 1122 3.2.1.3)")   \
-    X(ipv4_not_for_us, "unicast destination other than our address")                 \
-    X(ipv4_no_route, "off-link destination and no gateway")                          \
-    X(ipv4_broadcast, "broadcast or multicast destination (not served)")             \
-    X(ipv4_unknown_proto, "protocol other than ICMP and UDP")                        \
-    X(ipv4_frag_bad, "fragment with bad offset/length (RFC 791 3.2)")                \
-    X(ipv4_frag_dropped, "fragments freed by reassembly: overlap, duplicate, full")  \
-    X(ipv4_frag_timeout, "fragments freed by reassembly timeout")                    \
+    X(eth_runt, "frame shorter than an Ethernet header")                               \
+    X(eth_not_for_us, "destination MAC neither ours nor broadcast")                    \
+    X(eth_unknown_type, "EtherType other than IPv4 and ARP")                           \
+    X(eth_looped, "broadcast sent by ourselves, seen again")                           \
+    X(arp_malformed, "ARP frame truncated or not Ethernet/IPv4")                       \
+    X(arp_not_for_us, "ARP request for another address")                               \
+    X(arp_bad_op, "ARP opcode other than request or reply")                            \
+    X(arp_queue_full, "packet for an unresolved next hop did not fit its queue")       \
+    X(arp_unresolved, "next hop never answered ARP; queued packets freed")             \
+    X(ipv4_truncated, "frame shorter than the IPv4 header it claims")                  \
+    X(ipv4_bad_version, "IP version field is not 4")                                   \
+    X(ipv4_bad_ihl, "IHL below 5 (RFC 791 3.1)")                                       \
+    X(ipv4_bad_total_length, "total length below IHL or beyond the frame")             \
+    X(ipv4_bad_checksum, "IPv4 header checksum wrong (RFC 791 3.1)")                   \
+    X(ipv4_ttl_zero, "TTL 0 on arrival")                                               \
+    X(ipv4_bad_src, "source address broadcast, multicast or 0 (RFC 1122 3.2.1.3)")     \
+    X(ipv4_not_for_us, "unicast destination other than our address")                   \
+    X(ipv4_no_route, "off-link destination and no gateway")                            \
+    X(ipv4_broadcast, "broadcast or multicast destination (not served)")               \
+    X(ipv4_unknown_proto, "protocol other than ICMP and UDP")                          \
+    X(ipv4_frag_bad, "fragment with bad offset/length (RFC 791 3.2)")                  \
+    X(ipv4_frag_dropped, "fragments freed by reassembly: overlap, duplicate, full")    \
+    X(ipv4_frag_timeout, "fragments freed by reassembly timeout")                      \
     X(ipv4_frag_too_big, "datagram larger than the MTU with DF set or unfragmentable") \
-    X(icmp_truncated, "ICMP message shorter than its header")                        \
-    X(icmp_bad_checksum, "ICMP checksum wrong")                                      \
-    X(icmp_unhandled_type, "ICMP type other than echo request")                      \
+    X(icmp_truncated, "ICMP message shorter than its header")                          \
+    X(icmp_bad_checksum, "ICMP checksum wrong")                                        \
+    X(icmp_unhandled_type, "ICMP type other than echo request")                        \
     X(icmp_rate_limited, "ICMP error suppressed by the rate limit (RFC 1812 4.3.2.8)") \
-    X(udp_truncated, "datagram shorter than a UDP header")                           \
-    X(udp_bad_length, "UDP length below 8 or beyond the IP payload")                 \
-    X(udp_bad_checksum, "UDP checksum wrong (RFC 768)")                              \
-    X(udp_port_closed, "no app on the destination port (answered ICMP unreachable)") \
-    X(no_mbuf, "mbuf pool empty when building a packet")                             \
+    X(udp_truncated, "datagram shorter than a UDP header")                             \
+    X(udp_bad_length, "UDP length below 8 or beyond the IP payload")                   \
+    X(udp_bad_checksum, "UDP checksum wrong (RFC 768)")                                \
+    X(udp_port_closed, "no app on the destination port (answered ICMP unreachable)")   \
+    X(no_mbuf, "mbuf pool empty when building a packet")                               \
     X(tx_full, "TX queue or ring full: dropped, never stalled")
 
 enum class Drop : uint8_t {
@@ -92,8 +93,12 @@ struct Counters {
 #undef SLUICE_X
     uint64_t drops[kDropCount] = {};
 
-    void drop(Drop d, uint64_t n = 1) { drops[static_cast<unsigned>(d)] += n; }
-    uint64_t dropped(Drop d) const { return drops[static_cast<unsigned>(d)]; }
+    void drop(Drop d, uint64_t n = 1) {
+        drops[static_cast<unsigned>(d)] += n;
+    }
+    uint64_t dropped(Drop d) const {
+        return drops[static_cast<unsigned>(d)];
+    }
     uint64_t total_drops() const {
         uint64_t t = 0;
         for (uint64_t v : drops) t += v;

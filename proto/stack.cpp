@@ -139,8 +139,8 @@ void Stack::arp_input(rte_mbuf* m, uint64_t now) {
 static rte_mbuf* build_arp(rte_mempool* pool, const StackConfig& cfg, rte_be32_t target) {
     rte_mbuf* m = rte_pktmbuf_alloc(pool);
     if (!m) return nullptr;
-    auto* eth = reinterpret_cast<rte_ether_hdr*>(
-        rte_pktmbuf_append(m, kEthHdrLen + sizeof(rte_arp_hdr)));
+    auto* eth =
+        reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_append(m, kEthHdrLen + sizeof(rte_arp_hdr)));
     memset(&eth->dst_addr, 0xff, RTE_ETHER_ADDR_LEN);
     eth->src_addr = cfg.mac;
     eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_ARP);
@@ -344,7 +344,8 @@ void Stack::icmp_port_unreachable(rte_mbuf* m, uint64_t now) {
 
 void Stack::fragment_and_emit(rte_mbuf* m) {
     auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, kEthHdrLen);
-    if (ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG)) return drop(m, Drop::ipv4_frag_too_big);
+    if (ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG))
+        return drop(m, Drop::ipv4_frag_too_big);
     // A checksum requested from the port covers the whole datagram: no port can compute it
     // across fragments, so finish it here, before splitting.
     if (m->ol_flags & RTE_MBUF_F_TX_L4_MASK) {

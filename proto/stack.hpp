@@ -35,8 +35,8 @@ inline constexpr uint16_t kIcmpHdrLen = sizeof(rte_icmp_hdr);
 // A UDP datagram delivered to an app. The app owns `m` from then on: it must pass it back to
 // the stack (reflect_udp, send) or free it.
 struct UdpDatagram {
-    rte_mbuf* m;           // may be a chain when the datagram was reassembled
-    rte_ether_hdr* eth;    // headers are contiguous in the first segment
+    rte_mbuf* m;         // may be a chain when the datagram was reassembled
+    rte_ether_hdr* eth;  // headers are contiguous in the first segment
     rte_ipv4_hdr* ip;
     rte_udp_hdr* udp;
     uint32_t payload_off;  // from the start of the frame
@@ -54,7 +54,7 @@ concept UdpApp = requires(A a, Stack& s, UdpDatagram& d, uint16_t port) {
 };
 
 class Stack {
-public:
+  public:
     Stack() = default;
     ~Stack();
     Stack(const Stack&) = delete;
@@ -95,7 +95,7 @@ public:
     // Queues a finished frame for TX, fragmenting IPv4 larger than the MTU.
     void emit(rte_mbuf* m);
 
-private:
+  private:
     template <UdpApp App>
     void ipv4_input(rte_mbuf* m, uint64_t now, App& app);
     template <UdpApp App>
@@ -144,7 +144,8 @@ void Stack::input(rte_mbuf** pkts, uint16_t n, uint64_t now, App& app) {
     for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i)
         rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
     for (uint16_t i = 0; i < n; ++i) {
-        if (i + kPrefetchAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
+        if (i + kPrefetchAhead < n)
+            rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
         rte_mbuf* m = pkts[i];
         counters_.rx_packets++;
         counters_.rx_bytes += m->pkt_len;
@@ -153,10 +154,17 @@ void Stack::input(rte_mbuf** pkts, uint16_t n, uint64_t now, App& app) {
             continue;
         }
         auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
-        if (unlikely(!rte_is_same_ether_addr(&eth->dst_addr, &cfg_.mac) &&
-                     !rte_is_broadcast_ether_addr(&eth->dst_addr))) {
-            drop(m, Drop::eth_not_for_us);
-            continue;
+        if (unlikely(!rte_is_same_ether_addr(&eth->dst_addr, &cfg_.mac))) {
+            if (!rte_is_broadcast_ether_addr(&eth->dst_addr)) {
+                drop(m, Drop::eth_not_for_us);
+                continue;
+            }
+            // Our own broadcasts seen again (a port that also captures what it sends, such
+            // as af_packet): never answer or learn from ourselves.
+            if (rte_is_same_ether_addr(&eth->src_addr, &cfg_.mac)) {
+                drop(m, Drop::eth_looped);
+                continue;
+            }
         }
         m->l2_len = kEthHdrLen;
         if (likely(eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4))) {
@@ -196,8 +204,8 @@ void Stack::ipv4_input(rte_mbuf* m, uint64_t now, App& app) {
     if (unlikely(ip->time_to_live == 0)) return drop(m, Drop::ipv4_ttl_zero);
     // RFC 1122 3.2.1.3: silently discard a datagram whose source is not a unicast address.
     const rte_be32_t src = ip->src_addr;
-    if (unlikely(src == 0 || src == RTE_BE32(0xffffffff) || RTE_IS_IPV4_MCAST(rte_be_to_cpu_32(src)) ||
-                 src == cfg_.subnet_broadcast()))
+    if (unlikely(src == 0 || src == RTE_BE32(0xffffffff) ||
+                 RTE_IS_IPV4_MCAST(rte_be_to_cpu_32(src)) || src == cfg_.subnet_broadcast()))
         return drop(m, Drop::ipv4_bad_src);
     if (unlikely(ip->dst_addr != cfg_.ip)) {
         const rte_be32_t dst = ip->dst_addr;

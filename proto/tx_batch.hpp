@@ -11,7 +11,7 @@
 namespace sluice::proto {
 
 class TxBatch {
-public:
+  public:
     static constexpr uint16_t kCapacity = 512;
 
     // False when full: the caller frees the mbuf and counts Drop::tx_full.
@@ -31,7 +31,7 @@ public:
         n_ = 0;
     }
 
-private:
+  private:
     rte_mbuf* pkts_[kCapacity];
     uint16_t n_ = 0;
 };

@@ -15,14 +15,16 @@ int main(int argc, char** argv) {
          [&](const std::string& v, std::string& err) {
              ports_given = true;
              return engine::parse_port_list(
-                 v, [&](uint16_t lo, uint16_t hi) {
+                 v,
+                 [&](uint16_t lo, uint16_t hi) {
                      for (uint32_t p = lo; p <= hi; ++p) ports->set(p);
                  },
                  err);
          }},
     };
     engine::Options opt;
-    const engine::ParseResult r = engine::parse_options(argc, argv, "sluice-reflector", app_opts, opt);
+    const engine::ParseResult r =
+        engine::parse_options(argc, argv, "sluice-reflector", app_opts, opt);
     if (r.status == engine::ParseStatus::help) {
         printf("%s", r.message.c_str());
         return 0;

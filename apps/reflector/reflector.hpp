@@ -10,7 +10,7 @@
 namespace sluice::apps {
 
 class Reflector {
-public:
+  public:
     struct Config {
         std::shared_ptr<const std::bitset<65536>> ports;  // served UDP ports
     };
@@ -20,7 +20,7 @@ public:
     bool udp_port_open(uint16_t port) const { return ports_.test(port); }
     void on_udp(proto::Stack& s, proto::UdpDatagram& d) { s.reflect_udp(d); }
 
-private:
+  private:
     std::bitset<65536> ports_;  // a copy per worker: no sharing on the fast path
 };
 
