@@ -212,6 +212,38 @@ void Stack::send_ipv4(rte_mbuf* m, uint64_t now) {
     }
 }
 
+bool Stack::send_udp(rte_mbuf* m, rte_be32_t dst, uint16_t src_port, uint16_t dst_port,
+                     uint64_t now) {
+    const uint32_t payload = m->pkt_len;
+    constexpr uint16_t kHdrs = kEthHdrLen + kIpv4HdrLen + kUdpHdrLen;
+    if (payload > 65535u - kIpv4HdrLen - kUdpHdrLen || rte_pktmbuf_headroom(m) < kHdrs) {
+        drop(m, Drop::no_mbuf);
+        return false;
+    }
+    auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(m, kHdrs));
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(eth + 1);
+    auto* udp = reinterpret_cast<rte_udp_hdr*>(ip + 1);
+    ip->version_ihl = RTE_IPV4_VHL_DEF;
+    ip->type_of_service = 0;
+    ip->total_length = rte_cpu_to_be_16(uint16_t(kIpv4HdrLen + kUdpHdrLen + payload));
+    ip->packet_id = rte_cpu_to_be_16(ip_id_++);
+    ip->fragment_offset = 0;
+    ip->time_to_live = cfg_.ttl;
+    ip->next_proto_id = IPPROTO_UDP;
+    ip->src_addr = cfg_.ip;
+    ip->dst_addr = dst;
+    udp->src_port = rte_cpu_to_be_16(src_port);
+    udp->dst_port = rte_cpu_to_be_16(dst_port);
+    udp->dgram_len = rte_cpu_to_be_16(uint16_t(kUdpHdrLen + payload));
+    m->l3_len = kIpv4HdrLen;
+    prepare_ipv4_tx(m, ip);
+    m->ol_flags |= RTE_MBUF_F_TX_UDP_CKSUM;
+    // The port adds the payload's sum to the pseudo-header's (RFC 768).
+    udp->dgram_cksum = rte_ipv4_phdr_cksum(ip, m->ol_flags);
+    send_ipv4(m, now);
+    return true;
+}
+
 void Stack::poll_timers(uint64_t now) {
     now_ = now;
     // RFC 1122 2.3.2.1: retransmit ARP requests at a bounded rate, give up after a few.

@@ -85,6 +85,13 @@ class Stack {
     // or the gateway) through ARP, queueing while unresolved.
     void send_ipv4(rte_mbuf* m, uint64_t now);
 
+    // Sends `m` (holding only the payload) as a UDP datagram from our address: Ethernet, IPv4
+    // and UDP headers are prepended in its headroom, the UDP checksum is requested from the
+    // port (the pseudo-header sum in the field, per DPDK's TX offload contract; pmd/ finishes
+    // it in software where the port cannot) and the next hop is resolved by send_ipv4.
+    // Returns false (m freed, counted) when the headroom is too small.
+    bool send_udp(rte_mbuf* m, rte_be32_t dst, uint16_t src_port, uint16_t dst_port, uint64_t now);
+
     TxBatch& tx() { return tx_; }
     Counters& counters() { return counters_; }
     const Counters& counters() const { return counters_; }
@@ -132,6 +139,7 @@ class Stack {
     uint64_t icmp_tokens_ = 0;
     uint64_t icmp_last_ = 0;
     uint64_t now_ = 0;
+    uint16_t ip_id_ = 1;
 };
 
 // ---------------------------------------------------------------------------------------------
