@@ -303,7 +303,7 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
     };
 
     proto::StackConfig sc;
-    sc.mac = port.mac();
+    sc.mac = port.station_mac();
     sc.ip = opt.ip;
     sc.prefix_len = opt.prefix_len;
     sc.gateway = opt.gateway;
@@ -355,7 +355,7 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         info["app"] = app_name;
         info["port"] = opt.port;
         info["driver"] = port.driver();
-        info["mac"] = format_mac(port.mac());
+        info["mac"] = format_mac(port.station_mac());
         info["ip"] = format_ipv4(opt.ip) + "/" + std::to_string(opt.prefix_len);
         info["gateway"] = opt.gateway ? format_ipv4(opt.gateway) : "none";
         info["mtu"] = std::to_string(opt.mtu);

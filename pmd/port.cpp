@@ -136,7 +136,7 @@ int Port::configure(const PortConfig& cfg, rte_mempool* pool) {
         conf.rx_adv_conf.rss_conf.rss_hf = hf;
         off_.rss = true;
         off_.rss_hf = hf;
-    } else if (nb_rxq_ > 1) {
+    } else if (nb_rxq_ > 1 && !cfg.queues_without_rss) {
         nb_rxq_ = 1;  // no RSS: more queues would only split flows arbitrarily
     }
 
@@ -176,6 +176,11 @@ int Port::configure(const PortConfig& cfg, rte_mempool* pool) {
     }
     started_ = true;
     rte_eth_macaddr_get(id_, &mac_);
+    station_mac_ = mac_;
+    if (strcmp(driver_, "net_tap") == 0) {
+        station_mac_.addr_bytes[0] |= 0x02;  // locally administered
+        station_mac_.addr_bytes[5] ^= 0x01;
+    }
 
     // Compile-time dispatch of the software fallback, chosen once per port.
     if (off_.tx_ip_cksum && off_.tx_l4_cksum)

@@ -45,6 +45,10 @@ struct PortConfig {
     uint16_t tx_desc = 1024;
     uint16_t mtu = 1500;
     bool hw_offloads = true;  // false: do everything in software (testing the fallback)
+    // Without RSS a port's extra RX queues would split flows arbitrarily, so by default it
+    // gets one (the engine's software-RSS stage spreads flows instead). Ports whose queues
+    // carry distinct traffic by construction (the in-memory wire) keep them all.
+    bool queues_without_rss = false;
 };
 
 // 40-byte Toeplitz key made of a repeated 16-bit pattern: the hash of (a, b) equals that of
@@ -79,6 +83,11 @@ class Port {
     uint16_t tx_queues() const { return nb_txq_; }
     const Offloads& offloads() const { return off_; }
     const rte_ether_addr& mac() const { return mac_; }
+    // The address the stack answers to. The port's own MAC, except on net_tap, whose kernel
+    // interface carries the same MAC as the port: there the stack takes a distinct, locally
+    // administered one (TAP delivers every frame the kernel sends, whatever its destination),
+    // so the kernel sees a peer with an address of its own.
+    const rte_ether_addr& station_mac() const { return station_mac_; }
     const char* driver() const { return driver_; }
     const std::string& name() const { return name_; }
     LinkInfo link() const;
@@ -105,6 +114,7 @@ class Port {
     uint16_t nb_txq_ = 0;
     Offloads off_{};
     rte_ether_addr mac_{};
+    rte_ether_addr station_mac_{};
     const char* driver_ = "";
     std::string name_;
     std::string devargs_;

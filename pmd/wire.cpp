@@ -37,6 +37,7 @@ int Wire::open(const std::string& name, const PortConfig& cfg, rte_mempool* pool
     }
     PortConfig c = cfg;
     c.rx_queues = c.tx_queues = nq_;
+    c.queues_without_rss = true;  // queue q of one end feeds queue q of the other
     int rc = a_.open_id(uint16_t(pa), c, pool);
     if (rc == 0) rc = b_.open_id(uint16_t(pb), c, pool);
     if (rc != 0) {

@@ -30,6 +30,7 @@ namespace sluice::proto {
     X(ipv4_broadcast, "broadcast or multicast destination (not served)")               \
     X(ipv4_unknown_proto, "protocol other than ICMP and UDP")                          \
     X(ipv4_frag_bad, "fragment with bad offset/length (RFC 791 3.2)")                  \
+    X(ipv4_frag_duplicate, "exact copy of a fragment already held: dropped alone")     \
     X(ipv4_frag_dropped, "fragments freed by reassembly: overlap, duplicate, full")    \
     X(ipv4_frag_timeout, "fragments freed by reassembly timeout")                      \
     X(ipv4_frag_too_big, "datagram larger than the MTU with DF set or unfragmentable") \

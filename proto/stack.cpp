@@ -5,6 +5,7 @@
 
 #include <rte_cycles.h>
 #include <rte_log.h>
+#include <rte_malloc.h>
 
 namespace sluice::proto {
 
@@ -19,6 +20,8 @@ Stack::~Stack() {
         frag_tbl_ = nullptr;
     }
     rte_ip_frag_free_death_row(&death_row_, 0);
+    rte_free(frag_seen_);
+    frag_seen_ = nullptr;
 }
 
 bool Stack::init(const StackConfig& cfg, rte_mempool* pool, int socket_id) {
@@ -31,6 +34,13 @@ bool Stack::init(const StackConfig& cfg, rte_mempool* pool, int socket_id) {
     const uint64_t frag_cycles = cfg_.tsc_hz * cfg_.frag_timeout_ms / 1000;
     uint32_t buckets = 1;
     while (buckets * 4 < cfg_.frag_max_flows) buckets <<= 1;
+    frag_timeout_ = frag_cycles;
+    frag_seen_ = static_cast<FragSeen*>(
+        rte_zmalloc_socket("sluice_frag_seen", sizeof(FragSeen) * kFragSeen, 0, socket_id));
+    if (!frag_seen_) {
+        RTE_LOG(ERR, USER1, "sluice: out of memory for the fragment filter\n");
+        return false;
+    }
     frag_tbl_ = rte_ip_frag_table_create(buckets, 4, cfg_.frag_max_flows, frag_cycles, socket_id);
     if (!frag_tbl_) {
         RTE_LOG(ERR, USER1, "sluice: cannot create the IPv4 reassembly table (%u flows)\n",
@@ -42,17 +52,68 @@ bool Stack::init(const StackConfig& cfg, rte_mempool* pool, int socket_id) {
 
 bool Stack::verify_ipv4_checksum(rte_mbuf* m, const rte_ipv4_hdr* ip, uint16_t ihl) {
     const uint64_t f = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
-    if (likely(f == RTE_MBUF_F_RX_IP_CKSUM_GOOD)) return true;
+    // GOOD, and NONE ("the checksum in the data is wrong but the header's integrity was
+    // verified", rte_mbuf_core.h, e.g. virtio): trusted. BAD: dropped.
+    if (likely(f == RTE_MBUF_F_RX_IP_CKSUM_GOOD || f == RTE_MBUF_F_RX_IP_CKSUM_NONE)) return true;
     if (f == RTE_MBUF_F_RX_IP_CKSUM_BAD) return false;
-    // UNKNOWN (or NONE): verify in software. The sum over a correct header, checksum
-    // included, is 0xffff (RFC 791 3.1, RFC 1071).
+    // UNKNOWN: verify in software. The sum over a correct header, checksum included, is
+    // 0xffff (RFC 791 3.1, RFC 1071).
     counters_.sw_rx_cksum++;
     return rte_raw_cksum(ip, ihl) == 0xffff;
 }
 
-void Stack::free_death_row(Drop why) {
-    counters_.drop(why, death_row_.cnt);
-    rte_ip_frag_free_death_row(&death_row_, 0);
+// Flows older than the timeout go to the death row, counted as timed out; the fragments are
+// freed at the end of the burst (or of poll_timers).
+void Stack::expire_fragments(uint64_t now) {
+    const uint32_t before = death_row_.cnt;
+    rte_ip_frag_table_del_expired_entries(frag_tbl_, &death_row_, now);
+    counters_.drop(Drop::ipv4_frag_timeout, death_row_.cnt - before);
+}
+
+namespace {
+uint32_t frag_key_hash(const rte_ipv4_hdr* ip, uint16_t off_len_a, uint16_t off_len_b) {
+    uint64_t h = (uint64_t(ip->src_addr) << 32 | ip->dst_addr) * 0x9e3779b97f4a7c15ull;
+    h ^= (uint64_t(ip->packet_id) << 40 | uint64_t(ip->next_proto_id) << 32 |
+          uint32_t(off_len_a) << 16 | off_len_b) *
+         0xc2b2ae3d27d4eb4full;
+    return uint32_t(h ^ (h >> 29));
+}
+}  // namespace
+
+// RFC 791 3.2 reassembly absorbs duplicates (its bit table marks what has arrived), but
+// rte_ip_frag treats any repeated fragment as an overlap and discards the whole datagram. A
+// network that duplicates packets would then lose every datagram it duplicated a fragment
+// of. So exact copies of a fragment already held are recognised here, before rte_ip_frag, and
+// dropped alone (counted ipv4_frag_duplicate). Direct-mapped and bounded: a collision only
+// forgets an entry, which at worst falls back to rte_ip_frag's behaviour.
+bool Stack::fragment_seen(const rte_ipv4_hdr* ip, uint16_t ihl, uint64_t now) {
+    const uint16_t off = rte_be_to_cpu_16(ip->fragment_offset) & RTE_IPV4_HDR_OFFSET_MASK;
+    const uint16_t len = uint16_t(rte_be_to_cpu_16(ip->total_length) - ihl);
+    FragSeen& e = frag_seen_[frag_key_hash(ip, off, len) & (kFragSeen - 1)];
+    if (e.expires > now && e.src == ip->src_addr && e.dst == ip->dst_addr &&
+        e.id == ip->packet_id && e.proto == ip->next_proto_id && e.off == off && e.len == len)
+        return true;
+    e = FragSeen{ip->src_addr, ip->dst_addr, now + frag_timeout_, ip->packet_id,
+                 off,          len,          ip->next_proto_id};
+    return false;
+}
+
+// A datagram is complete: forget its fragments, so that a later datagram reusing the ID (or a
+// late copy) starts afresh, as in Linux. rte_ip_frag chains the fragments in offset order,
+// the first with its headers, the others with their payload only.
+void Stack::forget_fragments(const rte_mbuf* whole) {
+    const auto* ip = rte_pktmbuf_mtod_offset(whole, const rte_ipv4_hdr*, whole->l2_len);
+    uint32_t off = 0;
+    for (const rte_mbuf* seg = whole; seg; seg = seg->next) {
+        uint32_t len = seg->data_len;
+        if (seg == whole) len -= whole->l2_len + whole->l3_len;
+        const uint16_t o = uint16_t(off / 8), l = uint16_t(len);
+        FragSeen& e = frag_seen_[frag_key_hash(ip, o, l) & (kFragSeen - 1)];
+        if (e.src == ip->src_addr && e.dst == ip->dst_addr && e.id == ip->packet_id && e.off == o &&
+            e.len == l)
+            e.expires = 0;
+        off += len;
+    }
 }
 
 // RFC 791 3.2 / RFC 1122 3.3.2 reassembly, in DPDK's rte_ip_frag table: bounded in flows and
@@ -71,15 +132,23 @@ rte_mbuf* Stack::reassemble(rte_mbuf* m, rte_ipv4_hdr* ip, uint64_t now) {
         drop(m, Drop::ipv4_frag_bad);
         return nullptr;
     }
+    if (fragment_seen(ip, m->l3_len, now)) {
+        drop(m, Drop::ipv4_frag_duplicate);
+        return nullptr;
+    }
+    // Expired flows first, so that what they held counts as timed out (cheap: the table's LRU
+    // list is walked only while its oldest entry has expired).
+    expire_fragments(now);
     const uint32_t before = death_row_.cnt;
     rte_mbuf* whole = rte_ipv4_frag_reassemble_packet(frag_tbl_, &death_row_, m, now, ip);
-    if (death_row_.cnt != before) counters_.drop(Drop::ipv4_frag_dropped, death_row_.cnt - before);
+    counters_.drop(Drop::ipv4_frag_dropped, death_row_.cnt - before);
     // The death row holds at most RTE_IP_FRAG_DEATH_ROW_LEN bursts' worth; free it in time.
     if (death_row_.cnt >= RTE_IP_FRAG_DEATH_ROW_MBUF_LEN - RTE_LIBRTE_IP_FRAG_MAX_FRAG - 1) {
         rte_ip_frag_free_death_row(&death_row_, 0);
     }
     if (whole) {
         counters_.ipv4_reassembled++;
+        forget_fragments(whole);
         // The reassembled header covers the whole datagram; it is not a fragment any more.
         auto* wip = rte_pktmbuf_mtod_offset(whole, rte_ipv4_hdr*, kEthHdrLen);
         wip->fragment_offset = 0;
@@ -129,7 +198,8 @@ void Stack::arp_input(rte_mbuf* m, uint64_t now) {
     arp->arp_data.arp_tip = spa;
     arp->arp_data.arp_sha = cfg_.mac;
     arp->arp_data.arp_sip = cfg_.ip;
-    rte_ether_addr_copy(&eth->src_addr, &eth->dst_addr);
+    // RFC 826: "send the packet to the (new) target hardware address".
+    eth->dst_addr = sha;
     rte_ether_addr_copy(&cfg_.mac, &eth->src_addr);
     m->ol_flags = 0;
     counters_.arp_replies_out++;
@@ -260,8 +330,8 @@ void Stack::poll_timers(uint64_t now) {
         send_arp_request(h->ip);
     }
     if (frag_tbl_) {
-        rte_ip_frag_table_del_expired_entries(frag_tbl_, &death_row_, now);
-        if (death_row_.cnt) free_death_row(Drop::ipv4_frag_timeout);
+        expire_fragments(now);
+        rte_ip_frag_free_death_row(&death_row_, 0);
     }
 }
 
@@ -280,14 +350,14 @@ void Stack::icmp_input(rte_mbuf* m, rte_ipv4_hdr* ip, bool reassembled) {
     if (icmp->icmp_type != RTE_IP_ICMP_ECHO_REQUEST) return drop(m, Drop::icmp_unhandled_type);
     counters_.icmp_echo_in++;
     // Echo reply in place: type 8 -> 0, the rest (identifier, sequence, data) returned as is.
-    // Checksum updated incrementally, RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m').
-    const uint16_t old_word = *reinterpret_cast<uint16_t*>(icmp);  // type and code
+    // The checksum is recomputed over the message rather than updated incrementally: RFC
+    // 1624's eqn. 3 gives 0x0000 instead of 0xffff for an all-zero reply (the -0/+0 case of
+    // its section 3), which receivers reject. Echo is not the fast path.
     icmp->icmp_type = RTE_IP_ICMP_ECHO_REPLY;
-    const uint16_t new_word = *reinterpret_cast<uint16_t*>(icmp);
-    uint32_t s = uint16_t(~icmp->icmp_cksum) + uint16_t(~old_word) + new_word;
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    icmp->icmp_cksum = uint16_t(~s);
+    icmp->icmp_cksum = 0;
+    uint16_t reply_sum = 0;
+    rte_raw_cksum_mbuf(m, l4_off, len, &reply_sum);
+    icmp->icmp_cksum = uint16_t(~reply_sum);
 
     auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
     rte_ether_addr_copy(&eth->src_addr, &eth->dst_addr);
@@ -318,6 +388,11 @@ bool Stack::icmp_error_allowed(uint64_t now) {
 // original may be a chain, and this path is rate-limited, not fast.
 void Stack::icmp_port_unreachable(rte_mbuf* m, uint64_t now) {
     counters_.drop(Drop::udp_port_closed);
+    // RFC 1122 3.2.2: no ICMP error for a datagram sent as a link-layer broadcast.
+    if (rte_is_broadcast_ether_addr(&rte_pktmbuf_mtod(m, const rte_ether_hdr*)->dst_addr)) {
+        rte_pktmbuf_free(m);
+        return;
+    }
     if (!icmp_error_allowed(now)) {
         counters_.drop(Drop::icmp_rate_limited);
         rte_pktmbuf_free(m);

@@ -42,6 +42,9 @@ struct UdpDatagram {
     uint32_t payload_off;  // from the start of the frame
     uint32_t payload_len;
     bool reassembled;
+    // The port verified the datagram but its checksum field holds only the pseudo-header sum
+    // (RTE_MBUF_F_RX_L4_CKSUM_NONE, e.g. virtio): a reply must have its checksum completed.
+    bool cksum_partial;
 };
 
 class Stack;
@@ -121,7 +124,9 @@ class Stack {
     void send_arp_request(rte_be32_t target);
     void flush_pending(rte_be32_t ip, const rte_ether_addr& mac);
     void fragment_and_emit(rte_mbuf* m);
-    void free_death_row(Drop why);
+    void expire_fragments(uint64_t now);
+    bool fragment_seen(const rte_ipv4_hdr* ip, uint16_t ihl, uint64_t now);
+    void forget_fragments(const rte_mbuf* whole);
     void push_tx(rte_mbuf* m);
     static void prepare_ipv4_tx(rte_mbuf* m, rte_ipv4_hdr* ip);
 
@@ -140,6 +145,16 @@ class Stack {
     uint64_t icmp_last_ = 0;
     uint64_t now_ = 0;
     uint16_t ip_id_ = 1;
+    struct FragSeen {
+        rte_be32_t src, dst;
+        uint64_t expires;
+        rte_be16_t id;
+        uint16_t off, len;
+        uint8_t proto;
+    };
+    static constexpr unsigned kFragSeen = 4096;  // power of two
+    FragSeen* frag_seen_ = nullptr;              // kFragSeen entries, rte_zmalloc'd in init
+    uint64_t frag_timeout_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -183,7 +198,7 @@ void Stack::input(rte_mbuf** pkts, uint16_t n, uint64_t now, App& app) {
             drop(m, Drop::eth_unknown_type);
         }
     }
-    if (death_row_.cnt) free_death_row(Drop::ipv4_frag_dropped);
+    if (death_row_.cnt) rte_ip_frag_free_death_row(&death_row_, 0);
 }
 
 // RFC 791 3.1 and RFC 1122 3.2.1: validate before anything else reads the header.
@@ -210,10 +225,12 @@ void Stack::ipv4_input(rte_mbuf* m, uint64_t now, App& app) {
     // RFC 1122 3.2.1.7: a host MUST NOT discard a datagram just because its TTL is below 2;
     // 0 can only mean a router that failed to discard it.
     if (unlikely(ip->time_to_live == 0)) return drop(m, Drop::ipv4_ttl_zero);
-    // RFC 1122 3.2.1.3: silently discard a datagram whose source is not a unicast address.
+    // RFC 1122 3.2.1.3: silently discard a datagram whose source is not a unicast address of
+    // another host: broadcast, multicast, {0, *} ("this network") and {127, *} (loopback).
     const rte_be32_t src = ip->src_addr;
-    if (unlikely(src == 0 || src == RTE_BE32(0xffffffff) ||
-                 RTE_IS_IPV4_MCAST(rte_be_to_cpu_32(src)) || src == cfg_.subnet_broadcast()))
+    const uint8_t src_net = uint8_t(rte_be_to_cpu_32(src) >> 24);
+    if (unlikely(src_net == 0 || src_net == 127 || src_net >= 224 ||
+                 src == cfg_.subnet_broadcast()))
         return drop(m, Drop::ipv4_bad_src);
     if (unlikely(ip->dst_addr != cfg_.ip)) {
         const rte_be32_t dst = ip->dst_addr;
@@ -255,11 +272,12 @@ void Stack::udp_input(rte_mbuf* m, rte_ipv4_hdr* ip, bool reassembled, App& app)
     // RFC 768: a zero checksum means the sender computed none. Otherwise trust the port's
     // verdict when it has one, and verify in software when it says UNKNOWN (or when the
     // datagram was reassembled: the flags of its first fragment say nothing of the whole).
+    uint64_t l4f = RTE_MBUF_F_RX_L4_CKSUM_GOOD;
     if (udp->dgram_cksum != 0) {
-        const uint64_t l4f = reassembled ? RTE_MBUF_F_RX_L4_CKSUM_UNKNOWN
-                                         : (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK);
+        l4f = reassembled ? RTE_MBUF_F_RX_L4_CKSUM_UNKNOWN
+                          : (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK);
         if (unlikely(l4f == RTE_MBUF_F_RX_L4_CKSUM_BAD)) return drop(m, Drop::udp_bad_checksum);
-        if (l4f != RTE_MBUF_F_RX_L4_CKSUM_GOOD) {
+        if (l4f == RTE_MBUF_F_RX_L4_CKSUM_UNKNOWN) {  // GOOD and NONE: verified by the port
             counters_.sw_rx_cksum++;
             if (rte_ipv4_udptcp_cksum_mbuf_verify(m, ip, uint16_t(l4_off)) != 0)
                 return drop(m, Drop::udp_bad_checksum);
@@ -275,7 +293,8 @@ void Stack::udp_input(rte_mbuf* m, rte_ipv4_hdr* ip, bool reassembled, App& app)
                   udp,
                   l4_off + kUdpHdrLen,
                   uint32_t(ulen - kUdpHdrLen),
-                  reassembled};
+                  reassembled,
+                  l4f == RTE_MBUF_F_RX_L4_CKSUM_NONE};
     app.on_udp(*this, d);
 }
 
@@ -312,6 +331,9 @@ inline void Stack::reflect_udp(UdpDatagram& d) {
     // A datagram that arrived in fragments may leave in fragments: the sender allowed it.
     if (d.reassembled) ip->fragment_offset = 0;
     prepare_ipv4_tx(d.m, ip);
+    // The field already holds the pseudo-header sum, which the swap leaves unchanged: let
+    // the port (or pmd/'s software fallback) complete it.
+    if (unlikely(d.cksum_partial)) d.m->ol_flags |= RTE_MBUF_F_TX_UDP_CKSUM;
     emit(d.m);
 }
 

@@ -1,0 +1,123 @@
+// engine/soft_rss: the symmetric software RSS of ports with fewer queues than workers.
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "engine/soft_rss.hpp"
+#include "tests/unit/packet_builder.hpp"
+#include "tests/unit/unit_env.hpp"
+
+namespace sluice::test {
+namespace {
+
+constexpr rte_ether_addr kA = mac(2, 0, 0, 0, 0, 0xa);
+constexpr rte_ether_addr kB = mac(2, 0, 0, 0, 0, 0xb);
+
+class SoftRss : public ::testing::Test {
+  protected:
+    void SetUp() override { rss.init(4); }
+    void TearDown() override {
+        for (rte_mbuf* m : mbufs_) rte_pktmbuf_free(m);
+        EXPECT_TRUE(pool_full());
+    }
+    rte_mbuf* keep(const Bytes& frame) {
+        rte_mbuf* m = to_mbuf(unit_pool(), frame);
+        EXPECT_NE(m, nullptr);
+        mbufs_.push_back(m);
+        return m;
+    }
+    rte_mbuf* udp_pkt(uint32_t src, uint32_t dst, uint16_t sp, uint16_t dp) {
+        Ip4 h;
+        h.src = src;
+        h.dst = dst;
+        return keep(ether(kB, kA, kEthTypeIpv4, ipv4(h, udp(src, dst, sp, dp, pattern(32)))));
+    }
+    std::vector<rte_mbuf*> fragments(uint32_t src, uint32_t dst, uint16_t sp, uint16_t dp,
+                                     uint16_t id) {
+        Ip4 h;
+        h.src = src;
+        h.dst = dst;
+        h.id = id;
+        std::vector<rte_mbuf*> v;
+        for (const Bytes& f : ipv4_fragments(h, udp(src, dst, sp, dp, pattern(3000)), 1480))
+            v.push_back(keep(ether(kB, kA, kEthTypeIpv4, f)));
+        return v;
+    }
+
+    engine::SoftRss rss;
+    std::vector<rte_mbuf*> mbufs_;
+};
+
+TEST_F(SoftRss, SymmetricForUdpFourTuples) {
+    unsigned distinct = 0;
+    uint32_t first = 0;
+    for (uint32_t i = 0; i < 200; ++i) {
+        const uint32_t a = ip(10, 0, uint8_t(i), uint8_t(i * 3 + 1));
+        const uint32_t b = ip(192, 168, uint8_t(i * 7), 9);
+        const uint16_t pa = uint16_t(1024 + i * 97), pb = uint16_t(53 + i);
+        const uint32_t ab = rss.hash(udp_pkt(a, b, pa, pb));
+        const uint32_t ba = rss.hash(udp_pkt(b, a, pb, pa));
+        EXPECT_EQ(ab, ba) << ip_str(a) << ":" << pa << " <-> " << ip_str(b) << ":" << pb;
+        EXPECT_EQ(rss.target(udp_pkt(a, b, pa, pb)), rss.target(udp_pkt(b, a, pb, pa)));
+        if (i == 0) first = ab;
+        distinct += ab != first;
+    }
+    EXPECT_GT(distinct, 150u);  // a hash, not a constant
+}
+
+TEST_F(SoftRss, PortsChangeTheHash) {
+    const uint32_t a = ip(10, 0, 0, 1), b = ip(10, 0, 0, 2);
+    EXPECT_NE(rss.hash(udp_pkt(a, b, 1000, 2000)), rss.hash(udp_pkt(a, b, 1001, 2000)));
+}
+
+TEST_F(SoftRss, SymmetricForFragments) {
+    const uint32_t a = ip(10, 1, 2, 3), b = ip(172, 16, 5, 6);
+    const auto ab = fragments(a, b, 4000, 53, 1);
+    const auto ba = fragments(b, a, 53, 4000, 2);
+    ASSERT_EQ(ab.size(), 3u);
+    for (size_t i = 0; i < ab.size(); ++i) EXPECT_EQ(rss.hash(ab[i]), rss.hash(ba[i])) << i;
+}
+
+TEST_F(SoftRss, AllFragmentsOfADatagramMeetOnOneWorker) {
+    // The first fragment carries the ports, the others do not: all hash on the addresses.
+    for (uint16_t k = 0; k < 50; ++k) {
+        const uint32_t a = ip(10, 9, uint8_t(k), 1), b = ip(10, 8, 7, uint8_t(k));
+        const auto frags = fragments(a, b, uint16_t(2000 + k), 9, k);
+        ASSERT_EQ(frags.size(), 3u);
+        const uint32_t h0 = rss.hash(frags[0]);
+        for (rte_mbuf* f : frags) {
+            EXPECT_EQ(rss.hash(f), h0) << "datagram " << k;
+            EXPECT_EQ(rss.target(f), rss.target(frags[0]));
+        }
+    }
+}
+
+TEST_F(SoftRss, TargetsSpreadOverWorkers) {
+    unsigned per_worker[4] = {};
+    constexpr unsigned kFlows = 1000;
+    for (unsigned i = 0; i < kFlows; ++i) {
+        const uint16_t t =
+            rss.target(udp_pkt(ip(10, 0, 0, 1), ip(10, 0, 0, 2), uint16_t(10000 + i), 7));
+        ASSERT_LT(t, 4);
+        per_worker[t]++;
+    }
+    for (unsigned w = 0; w < 4; ++w) {
+        EXPECT_GT(per_worker[w], kFlows / 8) << "worker " << w;
+        EXPECT_LT(per_worker[w], kFlows / 2) << "worker " << w;
+    }
+    for (rte_mbuf* m : mbufs_) rte_pktmbuf_free(m);
+    mbufs_.clear();
+}
+
+TEST_F(SoftRss, NonIpv4GoesToWorkerZero) {
+    rte_mbuf* a = keep(ether(kB, kA, kEthTypeArp, Bytes(28)));
+    rte_mbuf* v6 = keep(ether(kB, kA, kEthTypeIpv6, Bytes(60)));
+    rte_mbuf* runt = keep(ether(kB, kA, kEthTypeIpv4, Bytes(10)));
+    EXPECT_EQ(rss.hash(a), 0u);
+    EXPECT_EQ(rss.hash(v6), 0u);
+    EXPECT_EQ(rss.hash(runt), 0u);
+    EXPECT_EQ(rss.target(a), 0);
+}
+
+}  // namespace
+}  // namespace sluice::test
