@@ -51,6 +51,8 @@
 // built here (--no-huge -m 512 --no-pci --no-shconf, a per-process --file-prefix): no hugepages,
 // no root and no device needed. Exits non-zero when a benchmark found the stack misbehaving
 // (a drop, a missing reply, a checksum path not taken).
+#include <filesystem>
+#include <system_error>
 #include <unistd.h>
 
 #include <bitset>
@@ -452,6 +454,10 @@ int main(int argc, char** argv) {
     benchmark::Shutdown();
 
     rte_mempool_free(g_pool);
+    // The EAL leaves its runtime directory behind; this process's is ours to remove.
+    const std::string runtime_dir = rte_eal_get_runtime_dir();
     rte_eal_cleanup();
+    std::error_code ec;
+    std::filesystem::remove_all(runtime_dir, ec);
     return g_failed ? 1 : 0;
 }

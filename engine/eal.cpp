@@ -3,7 +3,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <system_error>
 
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -88,7 +90,12 @@ int Eal::init(const EalPlan& plan) {
 }
 
 Eal::~Eal() {
-    if (ok_) rte_eal_cleanup();
+    if (!ok_) return;
+    // The EAL leaves its runtime directory (config, sockets) behind; this process's is ours.
+    const std::string runtime_dir = rte_eal_get_runtime_dir();
+    rte_eal_cleanup();
+    std::error_code ec;
+    std::filesystem::remove_all(runtime_dir, ec);
 }
 
 }  // namespace sluice::engine

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Command lines of sluice-reflector and sluice-udpgen: malformed options exit 2 with a message
+on stderr. Everything runs in an empty namespace of its own (only `lo`), so that a binary that
+wrongly accepted its arguments could reach no real interface or network; --duration and the
+timeouts bound it anyway."""
+
+import select
+import signal
+import subprocess
+import unittest
+
+import sluice_harness as h
+
+
+class CliTestCase(unittest.TestCase):
+    env: h.ReflectorEnv
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.env = h.ReflectorEnv("tap", h.CONFIG.reflector)
+        try:
+            cls.env.create_netns()
+        except BaseException:
+            cls.env.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.env.stop()
+
+
+class ReflectorCliTest(CliTestCase):
+
+    def reflector(self, *args: str):
+        return self.env.exec([h.CONFIG.reflector, *args], timeout=30, check=False)
+
+    def eal(self) -> list[str]:
+        return h.eal_args(self.env.prefix)
+
+    def test_help(self):
+        r = self.reflector("--help")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("--udp-ports", r.stdout)
+
+    def test_bad_options_exit_2(self):
+        good = ["--port", "net_tap0,iface=sl9", "--ip", "198.18.0.2/24", "--duration", "2",
+                "--quiet"]
+        cases = {
+            "unknown option": good + ["--bogus"],
+            "missing --ip": ["--port", "net_tap0,iface=sl9", "--duration", "2"],
+            "missing --port": ["--ip", "198.18.0.2/24", "--duration", "2"],
+            "no prefix length": ["--port", "net_tap0,iface=sl9", "--ip", "198.18.0.2",
+                                 "--duration", "2"],
+            "bad address": ["--port", "net_tap0,iface=sl9", "--ip", "198.18.0.256/24",
+                            "--duration", "2"],
+            "reversed port range": good + ["--udp-ports", "9100-9000"],
+            "port out of range": good + ["--udp-ports", "70000"],
+            "off-link gateway": good + ["--gateway", "198.19.0.1"],
+            "bad duration": ["--port", "net_tap0,iface=sl9", "--ip", "198.18.0.2/24",
+                             "--duration", "-1"],
+            "value missing": good + ["--udp-ports"],
+        }
+        for name, args in cases.items():
+            with self.subTest(name):
+                r = self.reflector(*args, *self.eal())
+                self.assertEqual(r.returncode, 2, f"{args}\n{r.stdout}\n{r.stderr}")
+                self.assertTrue(r.stderr.strip(), f"{args}: no message on stderr")
+                self.assertNotIn("ready", r.stdout)
+
+
+class ReflectorLifecycleTest(CliTestCase):
+    """--duration and SIGTERM end the reflector with a summary and exit 0 (SIGINT is checked
+    by every other test's teardown)."""
+
+    def argv(self, *extra: str) -> list[str]:
+        return ["ip", "netns", "exec", self.env.name, h.CONFIG.reflector,
+                "--port", "net_tap0,iface=sl9", "--ip", f"{h.REFLECTOR_IP}/24", *extra,
+                *h.eal_args(self.env.prefix)]
+
+    def test_duration(self):
+        r = h.run(self.argv("--duration", "1"), timeout=60, check=False)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("ready", r.stdout)
+        self.assertIn("summary", r.stdout)
+
+    def test_sigterm(self):
+        proc = subprocess.Popen(self.argv("--duration", "60"), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], h.READY_TIMEOUT_S)
+            self.assertTrue(ready, "no output from the reflector")
+            line = proc.stdout.readline()
+            self.assertIn("ready", line)
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=h.STOP_TIMEOUT_S)
+            self.assertEqual(proc.returncode, 0, line + out + err)
+            self.assertIn("summary", out)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=5)
+
+
+class UdpgenCliTest(CliTestCase):
+
+    def udpgen(self, *args: str):
+        if not h.CONFIG.udpgen:
+            self.skipTest("sluice-udpgen not given (--udpgen)")
+        return self.env.exec([h.CONFIG.udpgen, *args], timeout=30, check=False)
+
+    def test_refuses_non_test_destinations(self):
+        for dst in ("8.8.8.8:53", "198.20.0.1:9000", "10.0.0.1:9000", "198.17.255.255:9000"):
+            with self.subTest(dst=dst):
+                r = self.udpgen("--dst", dst, "--count", "1")
+                self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+                self.assertIn("refusing destination", r.stderr)
+                self.assertEqual(r.stdout, "")
+
+    def test_bad_usage_exit_2(self):
+        for args in ((), ("--bogus",), ("--dst",), ("--dst", "198.18.0.2"),
+                     ("--dst", "198.18.0.2:9000", "--size", "3"),
+                     ("--dst", "198.18.0.2:9000", "--sizes", "100-50"),
+                     ("--dst", "198.18.0.2:9000", "--count", "0"),
+                     ("--dst", "198.18.0.2:9000", "--size", "64", "--sizes", "8-9")):
+            with self.subTest(args=args):
+                r = self.udpgen(*args)
+                self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+                self.assertEqual(r.stdout, "")
+                self.assertTrue(r.stderr.strip())
+
+
+if __name__ == "__main__":
+    h.main()
