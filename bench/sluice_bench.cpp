@@ -51,8 +51,6 @@
 // built here (--no-huge -m 512 --no-pci --no-shconf, a per-process --file-prefix): no hugepages,
 // no root and no device needed. Exits non-zero when a benchmark found the stack misbehaving
 // (a drop, a missing reply, a checksum path not taken).
-#include <filesystem>
-#include <system_error>
 #include <unistd.h>
 
 #include <bitset>
@@ -75,6 +73,7 @@
 #include <rte_udp.h>
 
 #include "apps/reflector/reflector.hpp"
+#include "engine/eal.hpp"
 #include "pmd/tx_checksum.hpp"
 #include "proto/stack.hpp"
 
@@ -422,29 +421,12 @@ int main(int argc, char** argv) {
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 
-    std::vector<std::string> eal_args = {argv[0],
-                                         "--no-huge",
-                                         "-m",
-                                         "512",
-                                         "--no-pci",
-                                         "--no-shconf",
-                                         "--file-prefix",
-                                         "sluice-bench-" + std::to_string(getpid()),
-                                         "--log-level=lib.eal:warning"};
-    std::vector<char*> eal_argv;
-    for (std::string& s : eal_args) eal_argv.push_back(s.data());
-    eal_argv.push_back(nullptr);
-    if (rte_eal_init(int(eal_argv.size() - 1), eal_argv.data()) < 0) {
-        fprintf(stderr, "sluice-bench: EAL initialisation failed: %s\n", rte_strerror(rte_errno));
-        return 1;
-    }
-    // Stack::init logs the reassembly table's allocation at INFO, once per benchmark run.
-    rte_log_set_level(RTE_LOGTYPE_USER1, RTE_LOG_WARNING);
+    sluice::engine::Eal eal;  // cleaned up, runtime directory removed, on return
+    if (eal.init(sluice::engine::private_eal_plan("sluice-bench", 512)) != 0) return 1;
     g_pool = rte_pktmbuf_pool_create("sluice_bench", kPoolSize, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
                                      int(rte_socket_id()));
     if (g_pool == nullptr) {
         fprintf(stderr, "sluice-bench: cannot create the mbuf pool: %s\n", rte_strerror(rte_errno));
-        rte_eal_cleanup();
         return 1;
     }
     benchmark::AddCustomContext("tsc_hz", std::to_string(rte_get_tsc_hz()));
@@ -454,10 +436,5 @@ int main(int argc, char** argv) {
     benchmark::Shutdown();
 
     rte_mempool_free(g_pool);
-    // The EAL leaves its runtime directory behind; this process's is ours to remove.
-    const std::string runtime_dir = rte_eal_get_runtime_dir();
-    rte_eal_cleanup();
-    std::error_code ec;
-    std::filesystem::remove_all(runtime_dir, ec);
     return g_failed ? 1 : 0;
 }

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+
+#include <unistd.h>
 #include <system_error>
 
 #include <rte_eal.h>
@@ -61,6 +63,16 @@ EalPlan plan_eal(const std::string& prog, const std::string& port,
     }
     p.file_prefix = prefix;
     for (const std::string& s : user_args) p.args.push_back(s);
+    return p;
+}
+
+EalPlan private_eal_plan(const std::string& prog, unsigned mem_mb) {
+    EalPlan p;
+    p.file_prefix = prog + "-" + std::to_string(getpid());
+    p.args = {prog, "--no-huge", "-m", std::to_string(mem_mb), "--no-pci", "--no-shconf",
+              "--file-prefix", p.file_prefix, "--log-level=lib.eal:warning",
+              // rte_ip_frag_table_create logs every table at INFO under USER1.
+              "--log-level=user1:warning"};
     return p;
 }
 

@@ -23,6 +23,11 @@ struct EalPlan {
 EalPlan plan_eal(const std::string& prog, const std::string& port,
                  const std::vector<std::string>& user_args, bool hugepages_free);
 
+// An EAL of the process's own, for tests and benchmarks that run the stack in process: no
+// hugepages, PCI or shared config, `mem_mb` of memory, a per-process file prefix (so parallel
+// runs do not collide), and quiet logs.
+EalPlan private_eal_plan(const std::string& prog, unsigned mem_mb);
+
 // True when /proc/meminfo reports free hugepages.
 bool hugepages_available();
 

@@ -1,8 +1,6 @@
 // sluice-unit: one GoogleTest binary for the unit tests. The EAL is initialised once, without
 // hugepages, PCI or shared config, under a per-process file prefix so that parallel runs do
 // not collide; one mbuf pool serves every test.
-#include <filesystem>
-#include <system_error>
 #include <unistd.h>
 
 #include <cstdio>
@@ -15,6 +13,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 
+#include "engine/eal.hpp"
 #include "tests/unit/unit_env.hpp"
 
 namespace sluice::test {
@@ -30,31 +29,12 @@ rte_mempool* unit_pool() {
 int main(int argc, char** argv) {
     ::testing::InitGoogleTest(&argc, argv);
 
-    std::vector<std::string> args = {
-        "sluice-unit",
-        "--no-huge",
-        "-m",
-        "512",
-        "--no-pci",
-        "--no-shconf",
-        "--file-prefix",
-        "sluice-unit-" + std::to_string(getpid()),
-        "--log-level=lib.eal:warning",
-        // rte_ip_frag_table_create logs every table at INFO under USER1.
-        "--log-level=user1:warning",
-    };
-    std::vector<char*> eal_argv;
-    for (std::string& s : args) eal_argv.push_back(s.data());
-    eal_argv.push_back(nullptr);
-    if (rte_eal_init(int(eal_argv.size() - 1), eal_argv.data()) < 0) {
-        fprintf(stderr, "sluice-unit: rte_eal_init failed: %s\n", rte_strerror(rte_errno));
-        return 1;
-    }
+    sluice::engine::Eal eal;  // cleaned up, runtime directory removed, on return
+    if (eal.init(sluice::engine::private_eal_plan("sluice-unit", 512)) != 0) return 1;
     sluice::test::g_pool = rte_pktmbuf_pool_create("sluice_unit", sluice::test::kPoolSize, 256, 0,
                                                    RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
     if (sluice::test::g_pool == nullptr) {
         fprintf(stderr, "sluice-unit: cannot create the mbuf pool: %s\n", rte_strerror(rte_errno));
-        rte_eal_cleanup();
         return 1;
     }
 
@@ -62,10 +42,5 @@ int main(int argc, char** argv) {
 
     rte_mempool_free(sluice::test::g_pool);
     sluice::test::g_pool = nullptr;
-    // The EAL leaves its runtime directory behind; this process's is ours to remove.
-    const std::string runtime_dir = rte_eal_get_runtime_dir();
-    rte_eal_cleanup();
-    std::error_code ec;
-    std::filesystem::remove_all(runtime_dir, ec);
     return rc;
 }
