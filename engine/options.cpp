@@ -78,19 +78,23 @@ bool parse_port_list(const std::string& s, const std::function<void(uint16_t, ui
 }
 
 static std::string usage(const char* app, const std::vector<AppOption>& app_options) {
-    std::string u = std::string("usage: ") + app +
-                    " --port DEVICE --ip A.B.C.D/N [options] [-- EAL options]\n"
-                    "\n"
-                    "  --port DEVICE       PCI address (0000:01:00.0) or vdev devargs\n"
-                    "                      (net_tap0,iface=sl0  net_af_packet0,iface=veth0 ...)\n"
-                    "  --ip A.B.C.D/N      our address and on-link prefix\n"
-                    "  --gateway A.B.C.D   default gateway for off-link destinations\n"
-                    "  --mtu N             IP MTU (576..9000, default 1500)\n"
-                    "  --burst N           RX/TX burst size (1..512, default 32)\n"
-                    "  --duration SEC      stop by itself after SEC seconds\n"
-                    "  --quiet             no live rate line\n"
-                    "  --no-offload        compute checksums in software even if the port can\n"
-                    "  --soft-rss          spread flows over workers with the software-RSS stage\n";
+    std::string u =
+        std::string("usage: ") + app +
+        " --port DEVICE --ip A.B.C.D/N [options] [-- EAL options]\n"
+        "\n"
+        "  --port DEVICE       PCI address (0000:01:00.0) or vdev devargs\n"
+        "                      (net_tap0,iface=sl0  net_af_packet0,iface=veth0 ...)\n"
+        "  --ip A.B.C.D/N      our address and on-link prefix\n"
+        "  --gateway A.B.C.D   default gateway for off-link destinations\n"
+        "  --mtu N             IP MTU (576..9000, default 1500)\n"
+        "  --burst N           RX/TX burst size (1..512, default 32)\n"
+        "  --duration SEC      stop by itself after SEC seconds\n"
+        "  --quiet             no live rate line\n"
+        "  --no-offload        compute checksums in software even if the port can\n"
+        "  --soft-rss          spread flows over workers with the software-RSS stage\n"
+        "  --mac MAC           the MAC the stack answers to (default: the port's)\n"
+        "  --seed COUNT,SIZE   inject COUNT self-addressed UDP frames of SIZE bytes at\n"
+        "                      start (benchmarks on a loopback port: net_ring0)\n";
     for (const AppOption& o : app_options) {
         std::string left = std::string("  --") + o.name + (o.takes_value ? " VALUE" : "");
         if (left.size() < 22) left.resize(22, ' ');
@@ -162,6 +166,21 @@ ParseResult parse_options(int argc, const char* const* argv, const char* app_nam
             if (*end != '\0' || !(d > 0) || d > 1e7)
                 return fail("--duration needs seconds > 0, got '" + value + "'");
             out.duration_s = d;
+        } else if (name == "mac") {
+            if (!need_value() || rte_ether_unformat_addr(value.c_str(), &out.mac) != 0 ||
+                rte_is_multicast_ether_addr(&out.mac) || rte_is_zero_ether_addr(&out.mac))
+                return fail("--mac needs a unicast XX:XX:XX:XX:XX:XX, got '" + value + "'");
+            out.mac_set = true;
+        } else if (name == "seed") {
+            uint64_t count = 0, size = 0;
+            size_t comma = std::string::npos;
+            if (!need_value() || (comma = value.find(',')) == std::string::npos ||
+                !parse_uint(value.substr(0, comma), 65536, count) || count == 0 ||
+                !parse_uint(value.substr(comma + 1), 9014, size) || size < 60)
+                return fail("--seed needs COUNT,SIZE (1..65536 frames of 60..9014 bytes), got '" +
+                            value + "'");
+            out.seed_count = uint32_t(count);
+            out.seed_size = uint16_t(size);
         } else if (name == "quiet" && !inline_value) {
             out.quiet = true;
         } else if (name == "no-offload" && !inline_value) {

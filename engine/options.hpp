@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <rte_byteorder.h>
+#include <rte_ether.h>
 
 namespace sluice::engine {
 
@@ -25,6 +26,10 @@ struct Options {
     double duration_s = 0;    // --duration: stop by itself after this many seconds (0: never)
     bool no_offload = false;  // --no-offload: checksums in software even if the port has them
     bool soft_rss = false;    // --soft-rss: force the software-RSS ring stage
+    bool mac_set = false;     // --mac: the MAC the stack answers to (default: the port's)
+    rte_ether_addr mac{};
+    uint32_t seed_count = 0;  // --seed COUNT,SIZE: self-addressed UDP frames injected at start
+    uint16_t seed_size = 0;   //   (benchmarks on a loopback port such as net_ring0)
     std::vector<std::string> eal_args;  // after "--"
 };
 

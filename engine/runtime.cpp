@@ -53,6 +53,64 @@ std::string describe_offloads(const pmd::Offloads& o) {
     return s;
 }
 
+uint32_t seed_frames(pmd::Port& port, rte_mempool* pool, const proto::StackConfig& sc,
+                     uint32_t count, uint16_t size) {
+    if (size < proto::kEthHdrLen + proto::kIpv4HdrLen + proto::kUdpHdrLen ||
+        size > rte_pktmbuf_data_room_size(pool) - RTE_PKTMBUF_HEADROOM) {
+        fprintf(stderr, "sluice: --seed size %u does not fit an mbuf\n", size);
+        return 0;
+    }
+    uint32_t sent = 0;
+    unsigned idle_tries = 0;
+    while (sent < count && idle_tries < 1000) {
+        rte_mbuf* b[32];
+        const uint16_t want = uint16_t(RTE_MIN(count - sent, 32u));
+        if (rte_pktmbuf_alloc_bulk(pool, b, want) != 0) return sent;
+        for (uint16_t k = 0; k < want; ++k) {
+            rte_mbuf* m = b[k];
+            auto* eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_append(m, size));
+            eth->dst_addr = sc.mac;
+            eth->src_addr = sc.mac;
+            eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV4);
+            auto* ip = reinterpret_cast<rte_ipv4_hdr*>(eth + 1);
+            const uint16_t ip_len = uint16_t(size - proto::kEthHdrLen);
+            ip->version_ihl = RTE_IPV4_VHL_DEF;
+            ip->type_of_service = 0;
+            ip->total_length = rte_cpu_to_be_16(ip_len);
+            ip->packet_id = rte_cpu_to_be_16(uint16_t(sent + k));
+            ip->fragment_offset = 0;
+            ip->time_to_live = sc.ttl;
+            ip->next_proto_id = IPPROTO_UDP;
+            ip->src_addr = sc.ip;
+            ip->dst_addr = sc.ip;
+            ip->hdr_checksum = 0;
+            ip->hdr_checksum = rte_ipv4_cksum(ip);
+            auto* udp = reinterpret_cast<rte_udp_hdr*>(ip + 1);
+            udp->src_port = RTE_BE16(9);
+            udp->dst_port = RTE_BE16(9);
+            udp->dgram_len = rte_cpu_to_be_16(uint16_t(ip_len - proto::kIpv4HdrLen));
+            auto* payload = reinterpret_cast<uint8_t*>(udp + 1);
+            for (unsigned i = 0; i < unsigned(ip_len - proto::kIpv4HdrLen - proto::kUdpHdrLen); ++i)
+                payload[i] = uint8_t(sent + k + i);
+            udp->dgram_cksum = 0;
+            udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip, udp);
+            m->ol_flags = 0;
+        }
+        uint16_t done = 0;
+        while (done < want && idle_tries < 1000) {
+            const uint16_t s = port.send(0, b + done, uint16_t(want - done));
+            done = uint16_t(done + s);
+            if (s == 0) {
+                ++idle_tries;
+                rte_delay_us_block(100);
+            }
+        }
+        if (done < want) rte_pktmbuf_free_bulk(b + done, want - done);
+        sent += done;
+    }
+    return sent;
+}
+
 static double mega(uint64_t v, double dt) {
     return dt > 0 ? double(v) / dt / 1e6 : 0;
 }
@@ -99,12 +157,26 @@ void print_summary(const char* app, const StatsView& v, uint16_t port_id) {
         printf("\n  port:   ipackets=%" PRIu64 " opackets=%" PRIu64 " imissed=%" PRIu64
                " ierrors=%" PRIu64 " oerrors=%" PRIu64 " rx_nombuf=%" PRIu64,
                st.ipackets, st.opackets, st.imissed, st.ierrors, st.oerrors, st.rx_nombuf);
+    // VPP-style runtime view: where each worker's cycles went, per packet.
+    printf(
+        "\n  runtime (TSC %.3f GHz; cycles per packet by stage; engine = steer + stack + "
+        "tx-prep)\n",
+        double(v.tsc_hz) / 1e9);
+    printf("  %-7s %5s %12s %12s %7s %6s %7s %7s %7s %8s %7s %7s %7s", "worker", "lcore", "packets",
+           "polls", "vector", "busy%", "rx", "steer", "stack", "tx-prep", "tx", "engine", "busy");
+    auto row = [](const char* name, const char* lcore, const CoreStats& c,
+                  const proto::Counters& p) {
+        const RuntimeRow r = runtime_row(c, p);
+        printf("\n  %-7s %5s %12" PRIu64 " %12" PRIu64
+               " %7.2f %6.1f %7.1f %7.1f %7.1f %8.1f %7.1f %7.1f %7.1f",
+               name, lcore, r.packets, c.polls, r.vector, r.busy_pct, r.rx, r.steer, r.stack,
+               r.tx_prep, r.tx, r.engine, r.busy);
+    };
     for (unsigned i = 0; i < v.workers; ++i) {
-        const CoreStats& c = *v.engine[i];
-        printf("\n  worker %u (lcore %u): rx=%" PRIu64 " tx=%" PRIu64 " polls=%" PRIu64
-               " busy=%" PRIu64,
-               i, v.lcore[i], v.proto[i]->rx_packets, c.port_tx, c.polls, c.busy_polls);
+        const std::string name = std::to_string(i), lcore = std::to_string(v.lcore[i]);
+        row(name.c_str(), lcore.c_str(), *v.engine[i], *v.proto[i]);
     }
+    if (v.workers > 1) row("total", "-", e, p);
     printf("\n");
     fflush(stdout);
 }

@@ -46,6 +46,10 @@ void print_rate_line(const StatsView& v, double dt, CoreStats& last_e, proto::Co
 void print_summary(const char* app, const StatsView& v, uint16_t port_id);
 std::string format_mac(const rte_ether_addr& mac);
 std::string describe_offloads(const pmd::Offloads& o);
+// --seed: transmits `count` valid self-addressed UDP frames of `size` bytes (MACs and IPs both
+// the stack's, port 9 to 9, correct checksums) on queue 0. Returns how many the port took.
+uint32_t seed_frames(pmd::Port& port, rte_mempool* pool, const proto::StackConfig& sc,
+                     uint32_t count, uint16_t size);
 
 template <class App>
 class Runtime {
@@ -58,6 +62,7 @@ class Runtime {
   private:
     static constexpr unsigned kMaxWorkers = StatsView::kMaxWorkers;
     static constexpr unsigned kRingSize = 1024;
+    static constexpr uint16_t kSteerBurst = 64;  // RX burst cap with software RSS (stack arrays)
 
     struct alignas(RTE_CACHE_LINE_SIZE) Worker {
         Worker(const AppConfig& c, unsigned idx) : app(c, idx) {}
@@ -97,14 +102,23 @@ void Runtime<App>::flush_tx(Shared& sh, Worker& w) {
     proto::TxBatch& tx = w.stack.tx();
     const uint16_t n = tx.size();
     if (n == 0) return;
+    const uint64_t t0 = rte_rdtsc();
     if (w.txq >= 0) {
-        const uint16_t sent = sh.port->tx(uint16_t(w.txq), tx.data(), n, &w.stats.sw_tx_cksum);
+        w.stats.sw_tx_cksum += sh.port->prepare_tx(tx.data(), n);
+        const uint64_t t1 = rte_rdtsc();
+        w.stats.cycles_tx_prep += t1 - t0;
+        const uint16_t sent = sh.port->send(uint16_t(w.txq), tx.data(), n);
         w.stats.port_tx += sent;
         if (unlikely(sent < n)) {
             rte_pktmbuf_free_bulk(tx.data() + sent, n - sent);
             w.stats.port_tx_dropped += n - sent;
         }
+        w.stats.cycles_tx += rte_rdtsc() - t1;
     } else {
+        // Prepared here, sent as they are by the TX queue's owner.
+        w.stats.sw_tx_cksum += sh.port->prepare_tx(tx.data(), n);
+        const uint64_t t1 = rte_rdtsc();
+        w.stats.cycles_tx_prep += t1 - t0;
         const unsigned q =
             rte_ring_sp_enqueue_burst(w.tx_ring, reinterpret_cast<void**>(tx.data()), n, nullptr);
         w.stats.ring_out += q;
@@ -112,10 +126,14 @@ void Runtime<App>::flush_tx(Shared& sh, Worker& w) {
             rte_pktmbuf_free_bulk(tx.data() + q, n - q);
             w.stats.ring_dropped += n - q;
         }
+        w.stats.cycles_tx += rte_rdtsc() - t1;
     }
     tx.clear();
 }
 
+// One worker's loop. Each busy iteration is timed by stage with the TSC (a handful of rdtsc
+// per burst, not per packet), the way VPP's "show runtime" reads: RX burst, software-RSS
+// steering, stack + app, TX checksum preparation, TX burst.
 template <class App>
 int Runtime<App>::worker_main(void* arg) {
     Shared& sh = *static_cast<Shared*>(arg);
@@ -124,23 +142,28 @@ int Runtime<App>::worker_main(void* arg) {
         if (sh.workers[i]->lcore == rte_lcore_id()) self = sh.workers[i];
     if (!self) return 0;
     Worker& w = *self;
-    const uint16_t burst = sh.burst;
+    const uint16_t burst = sh.soft_rss ? RTE_MIN(sh.burst, uint16_t(kSteerBurst)) : sh.burst;
     rte_mbuf* pkts[512];
     rte_mbuf* local[512];
-    rte_mbuf* out[kMaxWorkers][64];
+    rte_mbuf* out[kMaxWorkers][kSteerBurst];
     uint16_t n_out[kMaxWorkers];
     uint64_t next_timer = rte_rdtsc();
     std::atomic<bool>& stop = stop_flag();
+    uint64_t prev = rte_rdtsc();
+    bool prev_busy = false;
 
     while (!stop.load(std::memory_order_relaxed)) {
-        w.stats.polls++;
         const uint64_t now = rte_rdtsc();
+        (prev_busy ? w.stats.cycles_busy : w.stats.cycles_idle) += now - prev;
+        prev = now;
+        w.stats.polls++;
         bool busy = false;
         if (w.rxq >= 0) {
-            const uint16_t n = sh.port->rx(uint16_t(w.rxq), pkts,
-                                           sh.soft_rss ? RTE_MIN(burst, uint16_t(64)) : burst);
+            const uint16_t n = sh.port->rx(uint16_t(w.rxq), pkts, burst);
             if (n) {
                 busy = true;
+                uint64_t t = rte_rdtsc();
+                w.stats.cycles_rx += t - now;
                 w.stats.port_rx += n;
                 if (!sh.soft_rss) {
                     w.stack.input(pkts, n, now, w.app);
@@ -149,11 +172,11 @@ int Runtime<App>::worker_main(void* arg) {
                     uint16_t nl = 0;
                     for (unsigned j = 0; j < sh.n_workers; ++j) n_out[j] = 0;
                     for (uint16_t i = 0; i < n; ++i) {
-                        const uint16_t t = sh.rss.target(pkts[i]);
-                        if (t == w.index)
+                        const uint16_t tgt = sh.rss.target(pkts[i]);
+                        if (tgt == w.index)
                             local[nl++] = pkts[i];
                         else
-                            out[t][n_out[t]++] = pkts[i];
+                            out[tgt][n_out[tgt]++] = pkts[i];
                     }
                     for (unsigned j = 0; j < sh.n_workers; ++j) {
                         if (!n_out[j]) continue;
@@ -165,19 +188,27 @@ int Runtime<App>::worker_main(void* arg) {
                             w.stats.ring_dropped += n_out[j] - q;
                         }
                     }
+                    const uint64_t t2 = rte_rdtsc();
+                    w.stats.cycles_steer += t2 - t;
+                    t = t2;
                     if (nl) w.stack.input(local, nl, now, w.app);
                 }
+                w.stats.cycles_stack += rte_rdtsc() - t;
             }
         }
         if (sh.soft_rss) {
             for (unsigned j = 0; j < sh.n_workers; ++j) {
                 if (!w.steer_in[j]) continue;
+                const uint64_t t = rte_rdtsc();
                 const unsigned n = rte_ring_sc_dequeue_burst(
                     w.steer_in[j], reinterpret_cast<void**>(pkts), burst, nullptr);
                 if (n) {
                     busy = true;
                     w.stats.ring_in += n;
+                    const uint64_t t2 = rte_rdtsc();
+                    w.stats.cycles_steer += t2 - t;
                     w.stack.input(pkts, uint16_t(n), now, w.app);
+                    w.stats.cycles_stack += rte_rdtsc() - t2;
                 }
             }
         }
@@ -192,16 +223,18 @@ int Runtime<App>::worker_main(void* arg) {
                                                          burst, nullptr);
             if (!n) continue;
             busy = true;
+            const uint64_t t = rte_rdtsc();
             w.stats.ring_in += n;
-            const uint16_t sent =
-                sh.port->tx(uint16_t(w.txq), pkts, uint16_t(n), &w.stats.sw_tx_cksum);
+            const uint16_t sent = sh.port->send(uint16_t(w.txq), pkts, uint16_t(n));
             w.stats.port_tx += sent;
             if (sent < n) {
                 rte_pktmbuf_free_bulk(pkts + sent, n - sent);
                 w.stats.port_tx_dropped += n - sent;
             }
+            w.stats.cycles_tx += rte_rdtsc() - t;
         }
         w.stats.busy_polls += busy;
+        prev_busy = busy;
     }
     flush_tx(sh, w);
     return 0;
@@ -288,6 +321,7 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
     StatsView view;
     view.workers = n_workers;
     view.port_id = port.id();
+    view.tsc_hz = rte_get_tsc_hz();
     std::vector<rte_ring*> rings;
     bool ok = true;
     auto make_ring = [&](const std::string& name, int socket) -> rte_ring* {
@@ -303,7 +337,10 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
     };
 
     proto::StackConfig sc;
-    sc.mac = port.station_mac();
+    sc.mac = opt.mac_set ? opt.mac : port.station_mac();
+    if (opt.mac_set && port.accept_mac(opt.mac) != 0)
+        fprintf(stderr, "%s: warning: port %s cannot be told to accept %s\n", app_name,
+                port.name().c_str(), format_mac(opt.mac).c_str());
     sc.ip = opt.ip;
     sc.prefix_len = opt.prefix_len;
     sc.gateway = opt.gateway;
@@ -355,7 +392,8 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         info["app"] = app_name;
         info["port"] = opt.port;
         info["driver"] = port.driver();
-        info["mac"] = format_mac(port.station_mac());
+        info["mac"] = format_mac(sc.mac);
+        info["tsc_hz"] = std::to_string(rte_get_tsc_hz());
         info["ip"] = format_ipv4(opt.ip) + "/" + std::to_string(opt.prefix_len);
         info["gateway"] = opt.gateway ? format_ipv4(opt.gateway) : "none";
         info["mtu"] = std::to_string(opt.mtu);
@@ -368,6 +406,13 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
 
         install_signal_handlers();
         sh.workers[0]->stack.announce();  // gratuitous ARP (RFC 5227 2.3)
+        if (opt.seed_count) {
+            const uint32_t seeded =
+                seed_frames(port, sh.workers[0]->stack.pool(), sc, opt.seed_count, opt.seed_size);
+            if (seeded < opt.seed_count)
+                fprintf(stderr, "%s: warning: seeded %u of %u frames\n", app_name, seeded,
+                        opt.seed_count);
+        }
         const pmd::LinkInfo link = port.link();
         printf(
             "%s: ready on %s (%s, mac %s, link %s) ip %s gateway %s, %u worker%s, %u rx / %u tx "
@@ -408,6 +453,15 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
 
     for (unsigned i = 0; i < n_workers; ++i)
         if (sh.workers[i]) drain(*sh.workers[i]);
+    // What is still waiting in the RX queues (a loopback port's ring, say) goes back too.
+    for (uint16_t q = 0; port.is_open() && q < port.rx_queues(); ++q) {
+        rte_mbuf* left[64];
+        for (unsigned k = 0; k < 1024; ++k) {
+            const uint16_t n = port.rx(q, left, 64);
+            if (n == 0) break;
+            rte_pktmbuf_free_bulk(left, n);
+        }
+    }
     port.close();
     for (unsigned i = 0; i < n_workers; ++i) {
         if (!sh.workers[i]) continue;

@@ -20,7 +20,14 @@ namespace sluice::engine {
     X(ring_in, "packets received from other workers' rings")                  \
     X(ring_out, "packets handed to other workers' rings")                     \
     X(ring_dropped, "packets a full inter-core ring refused: freed, counted") \
-    X(sw_tx_cksum, "checksums computed in software at TX")
+    X(sw_tx_cksum, "checksums computed in software at TX")                    \
+    X(cycles_busy, "TSC cycles in iterations that had packets")               \
+    X(cycles_idle, "TSC cycles in iterations that had none")                  \
+    X(cycles_rx, "TSC cycles in the port's RX burst (busy iterations)")       \
+    X(cycles_steer, "TSC cycles in the software-RSS stage")                   \
+    X(cycles_stack, "TSC cycles in the protocol stack and the app")           \
+    X(cycles_tx_prep, "TSC cycles finishing checksums in software at TX")     \
+    X(cycles_tx, "TSC cycles in the port's TX burst")
 
 struct alignas(RTE_CACHE_LINE_SIZE) CoreStats {
 #define SLUICE_X(name, help) uint64_t name = 0;
@@ -35,6 +42,34 @@ inline CoreStats& operator+=(CoreStats& a, const CoreStats& b) {
     return a;
 }
 
+// One line of the runtime view (VPP's "show runtime"): where a worker's cycles go, per
+// packet the stack processed.
+struct RuntimeRow {
+    uint64_t packets = 0;
+    double vector = 0;    // packets per busy iteration
+    double busy_pct = 0;  // share of the loop's cycles spent in busy iterations
+    double rx = 0, steer = 0, stack = 0, tx_prep = 0, tx = 0;  // cycles per packet, by stage
+    double engine = 0;  // steer + stack + tx_prep: Sluice's own work, without the PMD
+    double busy = 0;    // all cycles of busy iterations, per packet
+};
+
+inline RuntimeRow runtime_row(const CoreStats& e, const proto::Counters& p) {
+    RuntimeRow r;
+    r.packets = p.rx_packets;
+    const double n = r.packets ? double(r.packets) : 1.0;
+    r.vector = e.busy_polls ? double(e.port_rx + e.ring_in) / double(e.busy_polls) : 0;
+    const uint64_t all = e.cycles_busy + e.cycles_idle;
+    r.busy_pct = all ? 100.0 * double(e.cycles_busy) / double(all) : 0;
+    r.rx = double(e.cycles_rx) / n;
+    r.steer = double(e.cycles_steer) / n;
+    r.stack = double(e.cycles_stack) / n;
+    r.tx_prep = double(e.cycles_tx_prep) / n;
+    r.tx = double(e.cycles_tx) / n;
+    r.engine = r.steer + r.stack + r.tx_prep;
+    r.busy = double(e.cycles_busy) / n;
+    return r;
+}
+
 // What telemetry, the rate line and the exit summary read: per worker, the engine's and the
 // stack's counters, plus a few facts about the run.
 struct StatsView {
@@ -44,6 +79,7 @@ struct StatsView {
     const CoreStats* engine[kMaxWorkers] = {};
     const proto::Counters* proto[kMaxWorkers] = {};
     uint16_t port_id = 0;
+    uint64_t tsc_hz = 0;
 
     CoreStats engine_total() const {
         CoreStats s;

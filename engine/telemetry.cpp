@@ -1,7 +1,9 @@
 #include "engine/telemetry.hpp"
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <mutex>
 
 #include <rte_telemetry.h>
@@ -66,6 +68,53 @@ int cmd_core(const char*, const char* params, rte_tel_data* d) {
     return 0;
 }
 
+std::string fixed2(double v) {
+    char b[32];
+    snprintf(b, sizeof b, "%.2f", v);
+    return b;
+}
+
+void add_runtime(rte_tel_data* d, const CoreStats& e, const proto::Counters& p) {
+    const RuntimeRow r = runtime_row(e, p);
+    rte_tel_data_add_dict_u64(d, "packets", r.packets);
+    rte_tel_data_add_dict_u64(d, "polls", e.polls);
+    rte_tel_data_add_dict_u64(d, "busy_polls", e.busy_polls);
+    rte_tel_data_add_dict_u64(d, "idle_polls", e.polls - e.busy_polls);
+    rte_tel_data_add_dict_string(d, "vector", fixed2(r.vector).c_str());
+    rte_tel_data_add_dict_string(d, "busy_pct", fixed2(r.busy_pct).c_str());
+    rte_tel_data_add_dict_string(d, "cycles_per_pkt_rx", fixed2(r.rx).c_str());
+    rte_tel_data_add_dict_string(d, "cycles_per_pkt_steer", fixed2(r.steer).c_str());
+    rte_tel_data_add_dict_string(d, "cycles_per_pkt_stack", fixed2(r.stack).c_str());
+    rte_tel_data_add_dict_string(d, "cycles_per_pkt_tx_prep", fixed2(r.tx_prep).c_str());
+    rte_tel_data_add_dict_string(d, "cycles_per_pkt_tx", fixed2(r.tx).c_str());
+    rte_tel_data_add_dict_string(d, "cycles_per_pkt_engine", fixed2(r.engine).c_str());
+    rte_tel_data_add_dict_string(d, "cycles_per_pkt_busy", fixed2(r.busy).c_str());
+}
+
+// Per worker and in total: polls, vector size, cycles per packet by stage.
+int cmd_runtime(const char*, const char*, rte_tel_data* d) {
+    std::lock_guard<std::mutex> lock(g_mu);
+    const StatsView* v = g_view.load();
+    if (!v) return -1;
+    rte_tel_data_start_dict(d);
+    rte_tel_data_add_dict_u64(d, "tsc_hz", v->tsc_hz);
+    for (unsigned i = 0; i < v->workers; ++i) {
+        rte_tel_data* c = rte_tel_data_alloc();
+        if (!c) return -1;
+        rte_tel_data_start_dict(c);
+        rte_tel_data_add_dict_u64(c, "lcore", v->lcore[i]);
+        add_runtime(c, *v->engine[i], *v->proto[i]);
+        const std::string name = "worker" + std::to_string(i);
+        rte_tel_data_add_dict_container(d, name.c_str(), c, 0);
+    }
+    rte_tel_data* t = rte_tel_data_alloc();
+    if (!t) return -1;
+    rte_tel_data_start_dict(t);
+    add_runtime(t, v->engine_total(), v->proto_total());
+    rte_tel_data_add_dict_container(d, "total", t, 0);
+    return 0;
+}
+
 int cmd_info(const char*, const char*, rte_tel_data* d) {
     std::lock_guard<std::mutex> lock(g_mu);
     const auto* info = g_info.load();
@@ -86,6 +135,9 @@ void telemetry_publish(const StatsView* view, const std::map<std::string, std::s
                                    "Sluice drops by reason, summed over workers. No parameters");
         rte_telemetry_register_cmd("/sluice/core", cmd_core,
                                    "Counters of one Sluice worker. Parameters: worker index");
+        rte_telemetry_register_cmd(
+            "/sluice/runtime", cmd_runtime,
+            "Per worker: polls, vector size, cycles per packet by stage. No parameters");
         rte_telemetry_register_cmd("/sluice/info", cmd_info,
                                    "Sluice port and configuration. No parameters");
     });

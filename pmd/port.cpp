@@ -194,6 +194,15 @@ int Port::configure(const PortConfig& cfg, rte_mempool* pool) {
     return 0;
 }
 
+int Port::accept_mac(const rte_ether_addr& mac) {
+    if (rte_is_same_ether_addr(&mac, &mac_)) return 0;
+    int rc = rte_eth_dev_mac_addr_add(id_, const_cast<rte_ether_addr*>(&mac), 0);
+    if (rc == 0) return 0;
+    // No filter table (or no room): take everything; the stack filters in software anyway.
+    rc = rte_eth_promiscuous_enable(id_);
+    return rc == -ENOTSUP ? 0 : rc;  // virtual ports without filters deliver everything
+}
+
 LinkInfo Port::link() const {
     LinkInfo li;
     rte_eth_link l{};

@@ -96,12 +96,22 @@ class Port {
         return rte_eth_rx_burst(id_, q, pkts, n);
     }
 
-    // Finishes checksums the port cannot do (see tx_checksum.hpp), then transmits.
-    // Returns how many the port took; the caller frees and counts the rest.
-    uint16_t tx(uint16_t q, rte_mbuf** pkts, uint16_t n, uint64_t* sw_cksums) {
-        *sw_cksums += finish_(pkts, n);
+    // Finishes checksums the port cannot do (see tx_checksum.hpp); returns how many it
+    // computed in software.
+    uint32_t prepare_tx(rte_mbuf** pkts, uint16_t n) { return finish_(pkts, n); }
+    // Transmits prepared packets. Returns how many the port took; the caller frees and counts
+    // the rest.
+    uint16_t send(uint16_t q, rte_mbuf** pkts, uint16_t n) {
         return rte_eth_tx_burst(id_, q, pkts, n);
     }
+    // Both.
+    uint16_t tx(uint16_t q, rte_mbuf** pkts, uint16_t n, uint64_t* sw_cksums) {
+        *sw_cksums += prepare_tx(pkts, n);
+        return send(q, pkts, n);
+    }
+    // Makes the port deliver frames sent to `mac` (a MAC filter entry, or promiscuous mode
+    // where the port has no filter to add to). Returns 0 or a negative errno.
+    int accept_mac(const rte_ether_addr& mac);
 
   private:
     int configure(const PortConfig& cfg, rte_mempool* pool);

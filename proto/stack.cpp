@@ -59,7 +59,7 @@ bool Stack::verify_ipv4_checksum(rte_mbuf* m, const rte_ipv4_hdr* ip, uint16_t i
     // UNKNOWN: verify in software. The sum over a correct header, checksum included, is
     // 0xffff (RFC 791 3.1, RFC 1071).
     counters_.sw_rx_cksum++;
-    return rte_raw_cksum(ip, ihl) == 0xffff;
+    return ipv4_header_ok(ip, ihl);
 }
 
 // Flows older than the timeout go to the death row, counted as timed out; the fragments are
@@ -364,9 +364,7 @@ void Stack::icmp_input(rte_mbuf* m, rte_ipv4_hdr* ip, bool reassembled) {
     rte_ether_addr_copy(&cfg_.mac, &eth->src_addr);
     ip->dst_addr = ip->src_addr;
     ip->src_addr = cfg_.ip;
-    ip->time_to_live = cfg_.ttl;
-    if (reassembled) ip->fragment_offset = 0;
-    prepare_ipv4_tx(m, ip);
+    reply_ipv4_checksum(m, ip, reassembled);
     counters_.icmp_echo_out++;
     emit(m);
 }

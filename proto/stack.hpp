@@ -21,6 +21,7 @@
 #include <rte_udp.h>
 
 #include "proto/arp_cache.hpp"
+#include "proto/checksum.hpp"
 #include "proto/config.hpp"
 #include "proto/counters.hpp"
 #include "proto/tx_batch.hpp"
@@ -129,6 +130,7 @@ class Stack {
     void forget_fragments(const rte_mbuf* whole);
     void push_tx(rte_mbuf* m);
     static void prepare_ipv4_tx(rte_mbuf* m, rte_ipv4_hdr* ip);
+    void reply_ipv4_checksum(rte_mbuf* m, rte_ipv4_hdr* ip, bool reassembled);
 
     StackConfig cfg_{};
     rte_mempool* pool_ = nullptr;
@@ -267,7 +269,9 @@ void Stack::udp_input(rte_mbuf* m, rte_ipv4_hdr* ip, bool reassembled, App& app)
         // Bytes past the UDP length are not part of the datagram: trim them and make the IP
         // header agree, so that a reply built in place is consistent.
         if (rte_pktmbuf_trim(m, uint16_t(l4_len - ulen)) != 0) return drop(m, Drop::udp_bad_length);
+        const uint16_t old_len = ip->total_length;
         ip->total_length = rte_cpu_to_be_16(uint16_t(m->l3_len + ulen));
+        ip->hdr_checksum = checksum_replace16(ip->hdr_checksum, old_len, ip->total_length);
     }
     // RFC 768: a zero checksum means the sender computed none. Otherwise trust the port's
     // verdict when it has one, and verify in software when it says UNKNOWN (or when the
@@ -279,8 +283,10 @@ void Stack::udp_input(rte_mbuf* m, rte_ipv4_hdr* ip, bool reassembled, App& app)
         if (unlikely(l4f == RTE_MBUF_F_RX_L4_CKSUM_BAD)) return drop(m, Drop::udp_bad_checksum);
         if (l4f == RTE_MBUF_F_RX_L4_CKSUM_UNKNOWN) {  // GOOD and NONE: verified by the port
             counters_.sw_rx_cksum++;
-            if (rte_ipv4_udptcp_cksum_mbuf_verify(m, ip, uint16_t(l4_off)) != 0)
-                return drop(m, Drop::udp_bad_checksum);
+            const bool ok = likely(m->nb_segs == 1)
+                                ? l4_checksum_ok(ip, udp, ulen)
+                                : rte_ipv4_udptcp_cksum_mbuf_verify(m, ip, uint16_t(l4_off)) == 0;
+            if (!ok) return drop(m, Drop::udp_bad_checksum);
         }
     }
     counters_.udp_in++;
@@ -317,6 +323,30 @@ inline void Stack::emit(rte_mbuf* m) {
     push_tx(m);
 }
 
+// A reply built in place from a datagram whose header checksum was verified: swapping the
+// addresses leaves the one's-complement sum unchanged, so only the TTL's word needs an
+// incremental update (RFC 1624 eqn. 3; an IPv4 header's sum is never -0, so eqn. 3's
+// ambiguity cannot arise) and the port has no checksum to compute. A header whose field is
+// not known good (reassembled: rte_ip_frag rewrote it; or the port said NONE) gets the full
+// TX checksum request instead.
+inline void Stack::reply_ipv4_checksum(rte_mbuf* m, rte_ipv4_hdr* ip, bool reassembled) {
+    m->l2_len = kEthHdrLen;
+    if (unlikely(reassembled ||
+                 (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_NONE)) {
+        // A datagram that arrived in fragments may leave in fragments: the sender allowed it.
+        if (reassembled) ip->fragment_offset = 0;
+        ip->time_to_live = cfg_.ttl;
+        return prepare_ipv4_tx(m, ip);
+    }
+    m->ol_flags = 0;
+    if (ip->time_to_live == cfg_.ttl) return;
+    // The 16-bit word holding TTL and protocol (RFC 791 3.1), as stored.
+    const uint16_t old_word = rte_cpu_to_be_16(uint16_t(ip->time_to_live << 8 | ip->next_proto_id));
+    ip->time_to_live = cfg_.ttl;
+    const uint16_t new_word = rte_cpu_to_be_16(uint16_t(cfg_.ttl << 8 | ip->next_proto_id));
+    ip->hdr_checksum = checksum_replace16(ip->hdr_checksum, old_word, new_word);
+}
+
 inline void Stack::reflect_udp(UdpDatagram& d) {
     rte_ether_hdr* eth = d.eth;
     rte_ether_addr_copy(&eth->src_addr, &eth->dst_addr);
@@ -324,16 +354,13 @@ inline void Stack::reflect_udp(UdpDatagram& d) {
     rte_ipv4_hdr* ip = d.ip;
     ip->dst_addr = ip->src_addr;
     ip->src_addr = cfg_.ip;
-    ip->time_to_live = cfg_.ttl;
     const rte_be16_t sp = d.udp->src_port;
     d.udp->src_port = d.udp->dst_port;
     d.udp->dst_port = sp;
-    // A datagram that arrived in fragments may leave in fragments: the sender allowed it.
-    if (d.reassembled) ip->fragment_offset = 0;
-    prepare_ipv4_tx(d.m, ip);
+    reply_ipv4_checksum(d.m, ip, d.reassembled);
     // The field already holds the pseudo-header sum, which the swap leaves unchanged: let
     // the port (or pmd/'s software fallback) complete it.
-    if (unlikely(d.cksum_partial)) d.m->ol_flags |= RTE_MBUF_F_TX_UDP_CKSUM;
+    if (unlikely(d.cksum_partial)) d.m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_UDP_CKSUM;
     emit(d.m);
 }
 

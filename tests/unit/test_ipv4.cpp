@@ -114,13 +114,29 @@ TEST_F(Ipv4, PortSaysChecksumBadDroppedWithoutSoftware_ipv4_bad_checksum) {
 }
 
 TEST_F(Ipv4, PortSaysChecksumGoodTrusted) {
+    // The port's verdict is trusted: a wrong field under GOOD is not checked again. (A real
+    // port says GOOD only when the field is right; replies then update it incrementally.)
     Ip4 h = peer_ip4();
     h.corrupt_checksum = true;
+    app_.reflect = false;
     rx(frame_with(h), RTE_MBUF_F_RX_IP_CKSUM_GOOD | RTE_MBUF_F_RX_L4_CKSUM_GOOD);
     ASSERT_EQ(app_.seen.size(), 1u);
     EXPECT_EQ(counters().sw_rx_cksum, 0u);
     expect_drops({});
-    expect_echo(pattern(18));  // and the echo's header checksum is recomputed
+}
+
+TEST_F(Ipv4, ReplyChecksumUpdatedIncrementallyForTtl) {
+    // TTL 1 in, our TTL out: the reply needs no TX checksum work, and its header checksum
+    // (updated per RFC 1624) is right.
+    Ip4 h = peer_ip4();
+    h.ttl = 1;
+    rx(frame_with(h), RTE_MBUF_F_RX_IP_CKSUM_GOOD | RTE_MBUF_F_RX_L4_CKSUM_GOOD);
+    ASSERT_EQ(stack().tx().size(), 1u);
+    EXPECT_EQ(stack().tx().data()[0]->ol_flags & RTE_MBUF_F_TX_IP_CKSUM, 0u);
+    const auto out = transmit();
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].ttl(), cfg_.ttl);
+    EXPECT_TRUE(valid_ipv4(out[0]));
 }
 
 TEST_F(Ipv4, GoodChecksumAcceptedInSoftware) {
