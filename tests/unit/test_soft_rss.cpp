@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+
+#include <rte_thash.h>
+
 #include "engine/soft_rss.hpp"
 #include "tests/unit/packet_builder.hpp"
 #include "tests/unit/unit_env.hpp"
@@ -117,6 +121,62 @@ TEST_F(SoftRss, NonIpv4GoesToWorkerZero) {
     EXPECT_EQ(rss.hash(v6), 0u);
     EXPECT_EQ(rss.hash(runt), 0u);
     EXPECT_EQ(rss.target(a), 0);
+}
+
+}  // namespace
+}  // namespace sluice::test
+
+namespace sluice::test {
+namespace {
+
+// The Microsoft RSS specification's verification suite ("Verifying the RSS Hash
+// Calculation"): its key, and IPv4 with TCP/UDP ports.
+constexpr uint8_t kMsKey[40] = {0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67,
+                                0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb,
+                                0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30,
+                                0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa};
+
+TEST(SoftRssTable, MicrosoftVerificationVectors) {
+    engine::SoftRss rss;
+    rss.init(1, kMsKey);
+    struct V {
+        uint8_t src[4], dst[4];
+        uint16_t sport, dport;
+        uint32_t l3, l4;
+    };
+    const V vectors[] = {
+        {{66, 9, 149, 187}, {161, 142, 100, 80}, 2794, 1766, 0x323e8fc2, 0x51ccc178},
+        {{199, 92, 111, 2}, {65, 69, 140, 83}, 14230, 4739, 0xd718262a, 0xc626b0ea},
+        {{24, 19, 198, 95}, {12, 22, 207, 184}, 12898, 38024, 0xd2d0a5de, 0x5c2b394a},
+    };
+    for (const V& v : vectors) {
+        uint8_t in[12];
+        memcpy(in, v.src, 4);
+        memcpy(in + 4, v.dst, 4);
+        in[8] = uint8_t(v.sport >> 8);
+        in[9] = uint8_t(v.sport);
+        in[10] = uint8_t(v.dport >> 8);
+        in[11] = uint8_t(v.dport);
+        EXPECT_EQ(rss.toeplitz(in, 8), v.l3);
+        EXPECT_EQ(rss.toeplitz(in, 12), v.l4);
+    }
+}
+
+TEST(SoftRssTable, AgreesWithRteSoftrss) {
+    engine::SoftRss rss;
+    rss.init(1);
+    uint32_t seed = 12345;
+    for (int i = 0; i < 1000; ++i) {
+        uint8_t in[12];
+        for (uint8_t& b : in) b = uint8_t((seed = seed * 1103515245 + 12345) >> 16);
+        // rte_softrss takes the tuple as host-order 32-bit words.
+        uint32_t words[3];
+        for (int w = 0; w < 3; ++w)
+            words[w] = uint32_t(in[4 * w]) << 24 | uint32_t(in[4 * w + 1]) << 16 |
+                       uint32_t(in[4 * w + 2]) << 8 | in[4 * w + 3];
+        ASSERT_EQ(rss.toeplitz(in, 12), rte_softrss(words, 3, pmd::kSymmetricRssKey)) << i;
+        ASSERT_EQ(rss.toeplitz(in, 8), rte_softrss(words, 2, pmd::kSymmetricRssKey)) << i;
+    }
 }
 
 }  // namespace
