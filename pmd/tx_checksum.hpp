@@ -4,12 +4,15 @@
 // has no branch on the port's capabilities.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include <rte_ip.h>
 #include <rte_mbuf.h>
 #include <rte_tcp.h>
 #include <rte_udp.h>
+
+#include "proto/checksum.hpp"
 
 namespace sluice::pmd {
 
@@ -30,15 +33,18 @@ inline uint32_t finish_tx_checksums(rte_mbuf** pkts, uint16_t n) {
                 // RFC 768 / RFC 9293 3.1: checksum over the pseudo-header and the segment.
                 const uint64_t l4 = f & RTE_MBUF_F_TX_L4_MASK;
                 const uint16_t off = uint16_t(m->l2_len + m->l3_len);
-                if (l4 == RTE_MBUF_F_TX_UDP_CKSUM) {
-                    auto* udp = rte_pktmbuf_mtod_offset(m, rte_udp_hdr*, off);
-                    udp->dgram_cksum = 0;
-                    udp->dgram_cksum = rte_ipv4_udptcp_cksum_mbuf(m, ip, off);
-                    ++sw;
-                } else if (l4 == RTE_MBUF_F_TX_TCP_CKSUM) {
-                    auto* tcp = rte_pktmbuf_mtod_offset(m, rte_tcp_hdr*, off);
-                    tcp->cksum = 0;
-                    tcp->cksum = rte_ipv4_udptcp_cksum_mbuf(m, ip, off);
+                if (l4 == RTE_MBUF_F_TX_UDP_CKSUM || l4 == RTE_MBUF_F_TX_TCP_CKSUM) {
+                    auto* field = rte_pktmbuf_mtod_offset(
+                        m, rte_be16_t*,
+                        off + (l4 == RTE_MBUF_F_TX_UDP_CKSUM ? offsetof(rte_udp_hdr, dgram_cksum)
+                                                             : offsetof(rte_tcp_hdr, cksum)));
+                    *field = 0;
+                    const uint16_t l4_len =
+                        uint16_t(rte_be_to_cpu_16(ip->total_length) - m->l3_len);
+                    *field =
+                        m->nb_segs == 1
+                            ? proto::l4_checksum(ip, rte_pktmbuf_mtod_offset(m, void*, off), l4_len)
+                            : rte_ipv4_udptcp_cksum_mbuf(m, ip, off);
                     ++sw;
                 }
                 f &= ~RTE_MBUF_F_TX_L4_MASK;
@@ -46,7 +52,7 @@ inline uint32_t finish_tx_checksums(rte_mbuf** pkts, uint16_t n) {
             if constexpr (!kHwIp) {
                 if (f & RTE_MBUF_F_TX_IP_CKSUM) {
                     ip->hdr_checksum = 0;
-                    ip->hdr_checksum = rte_ipv4_cksum(ip);
+                    ip->hdr_checksum = proto::ipv4_header_checksum(ip, m->l3_len);
                     f &= ~RTE_MBUF_F_TX_IP_CKSUM;
                     ++sw;
                 }
