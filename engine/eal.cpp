@@ -48,7 +48,8 @@ EalPlan plan_eal(const std::string& prog, const std::string& port,
         p.args.push_back("-m");
         p.args.push_back("1024");
         p.notices.push_back(
-            "no free hugepages: running with --no-huge -m 1024 (slower; see README for hugepages)");
+            "no free hugepages (or no hugetlbfs mount): running with --no-huge -m 1024 (slower; "
+            "see README)");
     }
     std::string prefix;
     for (size_t i = 0; i < user_args.size(); ++i) {
@@ -77,11 +78,20 @@ EalPlan private_eal_plan(const std::string& prog, unsigned mem_mb) {
 }
 
 bool hugepages_available() {
+    // Free pages are not enough: the EAL also needs a hugetlbfs mount to map them.
+    bool mounted = false;
+    std::ifstream mounts("/proc/mounts");
+    std::string dev, dir, type;
+    while (mounts >> dev >> dir >> type) {
+        if (type == "hugetlbfs") mounted = true;
+        mounts.ignore(4096, '\n');
+    }
+    if (!mounted) return false;
     std::ifstream f("/proc/meminfo");
     std::string key;
     long value = 0;
-    while (f >> key >> value) {
-        if (key == "HugePages_Free:") return value > 0;
+    while (f >> key) {
+        if (key == "HugePages_Free:" && f >> value) return value > 0;
         f.ignore(256, '\n');
     }
     return false;

@@ -86,7 +86,8 @@ uint32_t seed_frames(pmd::Port& port, rte_mempool* pool, const proto::StackConfi
             ip->hdr_checksum = 0;
             ip->hdr_checksum = rte_ipv4_cksum(ip);
             auto* udp = reinterpret_cast<rte_udp_hdr*>(ip + 1);
-            udp->src_port = RTE_BE16(9);
+            // 256 flows, so that RSS (port or software) spreads the population.
+            udp->src_port = rte_cpu_to_be_16(uint16_t(1024 + (sent + k) % 256));
             udp->dst_port = RTE_BE16(9);
             udp->dgram_len = rte_cpu_to_be_16(uint16_t(ip_len - proto::kIpv4HdrLen));
             auto* payload = reinterpret_cast<uint8_t*>(udp + 1);

@@ -14,7 +14,9 @@
 #include <map>
 #include <new>
 #include <string>
-#include <thread>
+#include <functional>
+
+#include <pthread.h>
 
 #include <unistd.h>
 
@@ -47,7 +49,8 @@ void print_summary(const char* app, const StatsView& v, uint16_t port_id);
 std::string format_mac(const rte_ether_addr& mac);
 std::string describe_offloads(const pmd::Offloads& o);
 // --seed: transmits `count` valid self-addressed UDP frames of `size` bytes (MACs and IPs both
-// the stack's, port 9 to 9, correct checksums) on queue 0. Returns how many the port took.
+// the stack's, 256 flows from ports 1024..1279 to port 9, correct checksums) on queue 0.
+// Returns how many the port took.
 uint32_t seed_frames(pmd::Port& port, rte_mempool* pool, const proto::StackConfig& sc,
                      uint32_t count, uint16_t size);
 
@@ -425,7 +428,15 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
 
         const bool live = !opt.quiet && isatty(STDOUT_FILENO);
         std::atomic<bool>& stop = stop_flag();
-        std::thread control([&] {
+        // The control loop runs on an EAL control thread: its CPU affinity is the CPUs that
+        // are not lcores (DPDK's rule), so it never preempts a worker.
+        struct Control {
+            std::function<void()> fn;
+            static void* run(void* arg) {
+                static_cast<Control*>(arg)->fn();
+                return nullptr;
+            }
+        } control{[&] {
             const uint64_t hz = rte_get_tsc_hz();
             const uint64_t start = rte_rdtsc();
             uint64_t last = start;
@@ -442,11 +453,16 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
                 }
             }
             if (live) printf("\n");
-        });
+        }};
+        pthread_t control_thread;
+        const bool control_ok = rte_ctrl_thread_create(&control_thread, "sluice-ctl", nullptr,
+                                                       &Control::run, &control) == 0;
+        if (!control_ok)
+            fprintf(stderr, "%s: warning: no control thread (rate line, --duration)\n", app_name);
         rte_eal_mp_remote_launch(&Runtime::worker_main, &sh, CALL_MAIN);
         rte_eal_mp_wait_lcore();
         stop.store(true);
-        control.join();
+        if (control_ok) pthread_join(control_thread, nullptr);
         print_summary(app_name, view, port.id());
         telemetry_publish(nullptr, nullptr);
     }
