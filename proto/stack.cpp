@@ -27,6 +27,7 @@ Stack::~Stack() {
 bool Stack::init(const StackConfig& cfg, rte_mempool* pool, int socket_id) {
     cfg_ = cfg;
     pool_ = pool;
+    bcast_ = cfg_.subnet_broadcast();
     if (cfg_.tsc_hz == 0) cfg_.tsc_hz = rte_get_tsc_hz();
     arp_lifetime_ = cfg_.tsc_hz * cfg_.arp_timeout_s;
     arp_retry_ = cfg_.tsc_hz * cfg_.arp_retry_ms / 1000;
@@ -48,18 +49,6 @@ bool Stack::init(const StackConfig& cfg, rte_mempool* pool, int socket_id) {
         return false;
     }
     return true;
-}
-
-bool Stack::verify_ipv4_checksum(rte_mbuf* m, const rte_ipv4_hdr* ip, uint16_t ihl) {
-    const uint64_t f = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
-    // GOOD, and NONE ("the checksum in the data is wrong but the header's integrity was
-    // verified", rte_mbuf_core.h, e.g. virtio): trusted. BAD: dropped.
-    if (likely(f == RTE_MBUF_F_RX_IP_CKSUM_GOOD || f == RTE_MBUF_F_RX_IP_CKSUM_NONE)) return true;
-    if (f == RTE_MBUF_F_RX_IP_CKSUM_BAD) return false;
-    // UNKNOWN: verify in software. The sum over a correct header, checksum included, is
-    // 0xffff (RFC 791 3.1, RFC 1071).
-    counters_.sw_rx_cksum++;
-    return ipv4_header_ok(ip, ihl);
 }
 
 // Flows older than the timeout go to the death row, counted as timed out; the fragments are

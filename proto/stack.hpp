@@ -147,6 +147,7 @@ class Stack {
     uint64_t icmp_last_ = 0;
     uint64_t now_ = 0;
     uint16_t ip_id_ = 1;
+    rte_be32_t bcast_ = 0;  // cfg_.subnet_broadcast(), computed once
     struct FragSeen {
         rte_be32_t src, dst;
         uint64_t expires;
@@ -231,12 +232,11 @@ void Stack::ipv4_input(rte_mbuf* m, uint64_t now, App& app) {
     // another host: broadcast, multicast, {0, *} ("this network") and {127, *} (loopback).
     const rte_be32_t src = ip->src_addr;
     const uint8_t src_net = uint8_t(rte_be_to_cpu_32(src) >> 24);
-    if (unlikely(src_net == 0 || src_net == 127 || src_net >= 224 ||
-                 src == cfg_.subnet_broadcast()))
+    if (unlikely(src_net == 0 || src_net == 127 || src_net >= 224 || src == bcast_))
         return drop(m, Drop::ipv4_bad_src);
     if (unlikely(ip->dst_addr != cfg_.ip)) {
         const rte_be32_t dst = ip->dst_addr;
-        if (dst == RTE_BE32(0xffffffff) || dst == cfg_.subnet_broadcast() ||
+        if (dst == RTE_BE32(0xffffffff) || dst == bcast_ ||
             RTE_IS_IPV4_MCAST(rte_be_to_cpu_32(dst)))
             return drop(m, Drop::ipv4_broadcast);
         return drop(m, Drop::ipv4_not_for_us);
@@ -302,6 +302,18 @@ void Stack::udp_input(rte_mbuf* m, rte_ipv4_hdr* ip, bool reassembled, App& app)
                   reassembled,
                   l4f == RTE_MBUF_F_RX_L4_CKSUM_NONE};
     app.on_udp(*this, d);
+}
+
+inline bool Stack::verify_ipv4_checksum(rte_mbuf* m, const rte_ipv4_hdr* ip, uint16_t ihl) {
+    const uint64_t f = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
+    // GOOD, and NONE ("the checksum in the data is wrong but the header's integrity was
+    // verified", rte_mbuf_core.h, e.g. virtio): trusted. BAD: dropped.
+    if (likely(f == RTE_MBUF_F_RX_IP_CKSUM_GOOD || f == RTE_MBUF_F_RX_IP_CKSUM_NONE)) return true;
+    if (f == RTE_MBUF_F_RX_IP_CKSUM_BAD) return false;
+    // UNKNOWN: verify in software. The sum over a correct header, checksum included, is
+    // 0xffff (RFC 791 3.1, RFC 1071).
+    counters_.sw_rx_cksum++;
+    return ipv4_header_ok(ip, ihl);
 }
 
 inline void Stack::prepare_ipv4_tx(rte_mbuf* m, rte_ipv4_hdr* ip) {
