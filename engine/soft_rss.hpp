@@ -5,11 +5,15 @@
 //
 // The hash is table-driven: for each input byte position and value, the XOR of the 32-bit
 // key windows its set bits select is precomputed (12 x 256 words, 12 KiB), so a 4-tuple costs
-// 12 loads and XORs instead of rte_softrss's loop over 96 bits. bench/ (BM_SoftRssHash*)
-// compares the two; tests/unit checks they agree.
+// 12 loads and XORs instead of rte_softrss's loop over 96 bits. With a key that repeats every
+// 16 bits (the symmetric key), the window at input bit k depends only on k mod 16, and the hash
+// is linear over GF(2): it is then the hash of the XOR of all the input's 16-bit words, two
+// table loads (which is also why that key is symmetric). bench/ (BM_SoftRssHash*) compares;
+// tests/unit checks both forms against rte_softrss and the Microsoft test vectors.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include <rte_ether.h>
 #include <rte_ip.h>
@@ -45,6 +49,8 @@ class SoftRss {
                 table_[pos][v] = h;
             }
         }
+        periodic16_ = true;
+        for (unsigned i = 2; i < kMaxInput + 4; ++i) periodic16_ &= key[i] == key[i - 2];
         for (unsigned i = 0; i < kRetaSize; ++i) reta_[i] = uint16_t(i % workers);
     }
 
@@ -62,15 +68,29 @@ class SoftRss {
             return 0;  // ARP and the rest: worker 0
         const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(eth + 1);
         const auto* addrs = reinterpret_cast<const uint8_t*>(&ip->src_addr);
+        const uint16_t ihl = uint16_t((ip->version_ihl & 0x0f) * 4);
+        const bool l4 = (ip->next_proto_id == IPPROTO_UDP || ip->next_proto_id == IPPROTO_TCP) &&
+                        !rte_ipv4_frag_pkt_is_fragmented(ip) &&
+                        m->data_len >= sizeof(rte_ether_hdr) + ihl + 4;
+        const auto* ports = reinterpret_cast<const uint8_t*>(ip) + ihl;
+        if (likely(periodic16_)) {
+            uint32_t a, b, x;
+            memcpy(&a, addrs, 4);
+            memcpy(&b, addrs + 4, 4);
+            x = a ^ b;
+            if (l4) {
+                uint32_t p;
+                memcpy(&p, ports, 4);
+                x ^= p;
+            }
+            // The XOR of the 16-bit words, in memory order: even bytes, odd bytes.
+            const auto* xb = reinterpret_cast<const uint8_t*>(&x);
+            return table_[0][xb[0] ^ xb[2]] ^ table_[1][xb[1] ^ xb[3]];
+        }
         uint32_t h = 0;
         for (unsigned i = 0; i < 8; ++i) h ^= table_[i][addrs[i]];
-        const uint16_t ihl = uint16_t((ip->version_ihl & 0x0f) * 4);
-        if ((ip->next_proto_id == IPPROTO_UDP || ip->next_proto_id == IPPROTO_TCP) &&
-            !rte_ipv4_frag_pkt_is_fragmented(ip) &&
-            m->data_len >= sizeof(rte_ether_hdr) + ihl + 4) {
-            const auto* ports = reinterpret_cast<const uint8_t*>(ip) + ihl;
+        if (l4)
             for (unsigned i = 0; i < 4; ++i) h ^= table_[8 + i][ports[i]];
-        }
         return h;
     }
 
@@ -79,6 +99,7 @@ class SoftRss {
   private:
     uint32_t table_[kMaxInput][256];
     uint16_t reta_[kRetaSize];
+    bool periodic16_ = false;  // the key repeats every 16 bits: the XOR-folded form applies
 };
 
 }  // namespace sluice::engine

@@ -181,3 +181,25 @@ TEST(SoftRssTable, AgreesWithRteSoftrss) {
 
 }  // namespace
 }  // namespace sluice::test
+
+namespace sluice::test {
+namespace {
+
+// The per-packet hash (the XOR-folded form, for the symmetric key) equals rte_softrss over
+// the same tuple: 4-tuple for whole UDP datagrams, addresses only for fragments.
+TEST_F(SoftRss, PacketHashEqualsRteSoftrss) {
+    uint32_t seed = 99;
+    auto rnd = [&] { return seed = seed * 1103515245 + 12345; };
+    for (int i = 0; i < 200; ++i) {
+        const uint32_t src = rnd(), dst = rnd();
+        const uint16_t sp = uint16_t(rnd() >> 8), dp = uint16_t(rnd() >> 8);
+        uint32_t words[3] = {src, dst, uint32_t(sp) << 16 | dp};
+        ASSERT_EQ(rss.hash(udp_pkt(src, dst, sp, dp)),
+                  rte_softrss(words, 3, pmd::kSymmetricRssKey));
+        for (rte_mbuf* f : fragments(src, dst, sp, dp, uint16_t(i)))
+            ASSERT_EQ(rss.hash(f), rte_softrss(words, 2, pmd::kSymmetricRssKey));
+    }
+}
+
+}  // namespace
+}  // namespace sluice::test
