@@ -93,12 +93,17 @@ inline uint16_t ipv4_header_checksum(const rte_ipv4_hdr* ip, size_t ihl) {
     return uint16_t(~fold_sum(sum_bytes(ip, ihl)));
 }
 
+// The unfolded sum of the IPv4 pseudo-header (RFC 768, RFC 9293 3.1): addresses, protocol,
+// segment length.
+inline uint64_t pseudo_header_sum(const rte_ipv4_hdr* ip, uint16_t l4_len) {
+    return uint64_t(ip->src_addr) + ip->dst_addr + rte_cpu_to_be_16(uint16_t(ip->next_proto_id)) +
+           rte_cpu_to_be_16(l4_len);
+}
+
 // The checksum to store in a contiguous UDP/TCP segment whose checksum field is zero
 // (RFC 768: a computed 0 is sent as 0xffff for UDP; TCP never sees it differ).
 inline uint16_t l4_checksum(const rte_ipv4_hdr* ip, const void* l4, uint16_t l4_len) {
-    const uint64_t acc = uint64_t(ip->src_addr) + ip->dst_addr +
-                         rte_cpu_to_be_16(uint16_t(ip->next_proto_id)) + rte_cpu_to_be_16(l4_len);
-    const uint16_t c = uint16_t(~fold_sum(sum_bytes(l4, l4_len, acc)));
+    const uint16_t c = uint16_t(~fold_sum(sum_bytes(l4, l4_len, pseudo_header_sum(ip, l4_len))));
     return c == 0 ? 0xffff : c;
 }
 
@@ -110,9 +115,7 @@ inline bool ipv4_header_ok(const rte_ipv4_hdr* ip, size_t ihl) {
 // True when a contiguous UDP (or TCP) segment's checksum is right over the pseudo-header
 // (RFC 768) and the segment of `l4_len` bytes.
 inline bool l4_checksum_ok(const rte_ipv4_hdr* ip, const void* l4, uint16_t l4_len) {
-    uint64_t acc = uint64_t(ip->src_addr) + ip->dst_addr +
-                   rte_cpu_to_be_16(uint16_t(ip->next_proto_id)) + rte_cpu_to_be_16(l4_len);
-    return fold_sum(sum_bytes(l4, l4_len, acc)) == 0xffff;
+    return fold_sum(sum_bytes(l4, l4_len, pseudo_header_sum(ip, l4_len))) == 0xffff;
 }
 
 // A 16-bit word covered by `*cksum` changes from `old_word` to `new_word` (both as stored in
