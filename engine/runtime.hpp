@@ -81,6 +81,7 @@ class Runtime {
         rte_ring* steer_in[kMaxWorkers] = {};   // software RSS: from worker j
         rte_ring* tx_in[kMaxWorkers] = {};      // TX hand-offs this worker transmits
         unsigned n_tx_in = 0;
+        rte_ring* arp_in = nullptr;  // ARP facts other workers learned (multi-producer)
     };
 
     struct Shared {
@@ -94,6 +95,7 @@ class Runtime {
     };
 
     static int worker_main(void* arg);
+    static void share_arp(Shared& sh, Worker& w, uint64_t now);
     static void flush_tx(Shared& sh, Worker& w);
     static void drain(Worker& w);
 };
@@ -216,6 +218,7 @@ int Runtime<App>::worker_main(void* arg) {
             }
         }
         if (unlikely(now >= next_timer)) {
+            if (w.arp_in) share_arp(sh, w, now);
             w.stack.poll_timers(now);
             next_timer = now + sh.timer_period;
         }
@@ -241,6 +244,22 @@ int Runtime<App>::worker_main(void* arg) {
     }
     flush_tx(sh, w);
     return 0;
+}
+
+// ARP reaches one worker; each worker resolves its own next hops. Once per timer tick, what
+// this worker learned goes to every other worker, and what they learned comes in (at most a
+// tick, 1 ms, late).
+template <class App>
+void Runtime<App>::share_arp(Shared& sh, Worker& w, uint64_t now) {
+    proto::Stack::ArpFact facts[proto::Stack::kLearnedMax];
+    const unsigned out = w.stack.take_learned(facts);
+    for (unsigned j = 0; out && j < sh.n_workers; ++j)
+        if (sh.workers[j] != &w)
+            rte_ring_mp_enqueue_burst_elem(sh.workers[j]->arp_in, facts, sizeof facts[0], out,
+                                           nullptr);
+    const unsigned in = rte_ring_sc_dequeue_burst_elem(w.arp_in, facts, sizeof facts[0],
+                                                       proto::Stack::kLearnedMax, nullptr);
+    for (unsigned i = 0; i < in; ++i) w.stack.arp_learned(facts[i], now);
 }
 
 template <class App>
@@ -378,6 +397,17 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
             Worker* owner = sh.workers[i % port.tx_queues()];
             w->tx_ring = make_ring("sl_tx" + std::to_string(i), socket);
             owner->tx_in[owner->n_tx_in++] = w->tx_ring;
+        }
+        if (n_workers > 1) {
+            const std::string name = "sl_arp" + std::to_string(i);
+            w->arp_in = rte_ring_create_elem(name.c_str(), sizeof(proto::Stack::ArpFact), 64,
+                                             socket, RING_F_SC_DEQ);
+            if (!w->arp_in) {
+                fprintf(stderr, "%s: cannot create ring %s\n", app_name, name.c_str());
+                ok = false;
+            } else {
+                rings.push_back(w->arp_in);
+            }
         }
         if (sh.soft_rss && w->rxq >= 0) {
             for (unsigned j = 0; j < n_workers; ++j) {

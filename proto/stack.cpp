@@ -174,7 +174,10 @@ void Stack::arp_input(rte_mbuf* m, uint64_t now) {
     // target, add it. (spa 0 is an RFC 5227 probe: nothing to learn.)
     if (valid_sender) {
         const bool have = arp_.update(spa, sha, now + arp_lifetime_, for_us);
-        if (have) flush_pending(spa, sha);
+        if (have) {
+            flush_pending(spa, sha);
+            if (learned_n_ < kLearnedMax) learned_[learned_n_++] = ArpFact{spa, sha};
+        }
     }
     if (!for_us) return drop(m, Drop::arp_not_for_us);
     if (op != RTE_ARP_OP_REQUEST) {

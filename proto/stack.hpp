@@ -101,6 +101,26 @@ class Stack {
     const Counters& counters() const { return counters_; }
     const StackConfig& config() const { return cfg_; }
     ArpCache& arp_cache() { return arp_; }
+
+    // ARP reaches one core (queue 0, or worker 0 of the software-RSS stage), but every core
+    // resolves next hops of its own. What this core learned from ARP since the last call is
+    // handed out here, for the engine to pass to the others (arp_learned). Bounded: when more
+    // is learned in one burst, the rest is re-learned from the next ARP exchange.
+    struct ArpFact {
+        rte_be32_t ip;
+        rte_ether_addr mac;
+    };
+    static constexpr unsigned kLearnedMax = 16;
+    unsigned take_learned(ArpFact* out) {
+        const unsigned n = learned_n_;
+        for (unsigned i = 0; i < n; ++i) out[i] = learned_[i];
+        learned_n_ = 0;
+        return n;
+    }
+    // A fact another core learned: enter it and send what waited for it.
+    void arp_learned(const ArpFact& f, uint64_t now) {
+        if (arp_.update(f.ip, f.mac, now + arp_lifetime_, true)) flush_pending(f.ip, f.mac);
+    }
     rte_mempool* pool() const { return pool_; }
 
     // Queues a finished frame for TX, fragmenting IPv4 larger than the MTU.
@@ -147,6 +167,8 @@ class Stack {
     uint64_t icmp_last_ = 0;
     uint64_t now_ = 0;
     uint16_t ip_id_ = 1;
+    ArpFact learned_[kLearnedMax];
+    unsigned learned_n_ = 0;
     rte_be32_t bcast_ = 0;  // cfg_.subnet_broadcast(), computed once
     struct FragSeen {
         rte_be32_t src, dst;

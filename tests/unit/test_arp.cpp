@@ -330,3 +330,38 @@ TEST_F(Arp, PendingPacketsFreedWithTheStack) {
 
 }  // namespace
 }  // namespace sluice::test
+
+namespace sluice::test {
+namespace {
+
+// ARP reaches one core; the facts it learns are handed to the other cores' stacks.
+TEST_F(Arp, LearnedFactsAreHandedOutOnce) {
+    rx(ether(kBroadcastMac, kPeerMac, kEthTypeArp,
+             arp(1, kPeerMac, kPeerIp, mac(0, 0, 0, 0, 0, 0), kOurIp)));
+    ASSERT_EQ(transmit().size(), 1u);  // our reply
+    proto::Stack::ArpFact facts[proto::Stack::kLearnedMax];
+    ASSERT_EQ(stack().take_learned(facts), 1u);
+    EXPECT_EQ(facts[0].ip, rte_cpu_to_be_32(kPeerIp));
+    EXPECT_TRUE(same_mac(facts[0].mac, kPeerMac));
+    EXPECT_EQ(stack().take_learned(facts), 0u);
+    // A request for another address teaches nothing new (RFC 826: no entry is created).
+    rx(ether(kBroadcastMac, kOtherMac, kEthTypeArp,
+             arp(1, kOtherMac, kOtherIp, mac(0, 0, 0, 0, 0, 0), ip(198, 18, 0, 77))));
+    EXPECT_EQ(stack().take_learned(facts), 0u);
+}
+
+TEST_F(Arp, FactFromAnotherCoreFlushesWhatWaited) {
+    // This core has a datagram waiting for kOtherIp; another core learned its MAC.
+    stack().send_ipv4(make_outgoing_udp(kOtherIp, pattern(20, 4)), now_);
+    ASSERT_EQ(transmit().size(), 1u);  // the ARP request
+    stack().arp_learned(proto::Stack::ArpFact{rte_cpu_to_be_32(kOtherIp), kOtherMac}, now_);
+    const auto out = transmit();
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_TRUE(same_mac(out[0].eth_dst(), kOtherMac));
+    EXPECT_EQ(out[0].udp_payload(), pattern(20, 4));
+    EXPECT_NE(stack().arp_cache().lookup(rte_cpu_to_be_32(kOtherIp), now_), nullptr);
+    expect_drops({});
+}
+
+}  // namespace
+}  // namespace sluice::test
