@@ -92,6 +92,8 @@ static std::string usage(const char* app, const std::vector<AppOption>& app_opti
         "  --quiet             no live rate line\n"
         "  --no-offload        compute checksums in software even if the port can\n"
         "  --soft-rss          spread flows over workers with the software-RSS stage\n"
+        "  --queues-without-rss  an RX queue per worker on a port without RSS (memif,\n"
+        "                      net_ring: the peer picks the queue; for stateless apps)\n"
         "  --mac MAC           the MAC the stack answers to (default: the port's)\n"
         "  --seed COUNT,SIZE   inject COUNT self-addressed UDP frames of SIZE bytes at\n"
         "                      start (benchmarks on a loopback port: net_ring0)\n";
@@ -187,6 +189,8 @@ ParseResult parse_options(int argc, const char* const* argv, const char* app_nam
             out.no_offload = true;
         } else if (name == "soft-rss" && !inline_value) {
             out.soft_rss = true;
+        } else if (name == "queues-without-rss" && !inline_value) {
+            out.queues_without_rss = true;
         } else {
             const AppOption* found = nullptr;
             for (const AppOption& o : app_options)

@@ -26,7 +26,8 @@ struct Options {
     double duration_s = 0;    // --duration: stop by itself after this many seconds (0: never)
     bool no_offload = false;  // --no-offload: checksums in software even if the port has them
     bool soft_rss = false;    // --soft-rss: force the software-RSS ring stage
-    bool mac_set = false;     // --mac: the MAC the stack answers to (default: the port's)
+    bool queues_without_rss = false;  // --queues-without-rss: a queue per worker even so
+    bool mac_set = false;             // --mac: the MAC the stack answers to (default: the port's)
     rte_ether_addr mac{};
     uint32_t seed_count = 0;  // --seed COUNT,SIZE: self-addressed UDP frames injected at start
     uint16_t seed_size = 0;   //   (benchmarks on a loopback port such as net_ring0)

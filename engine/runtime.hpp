@@ -320,6 +320,7 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
     pc.tx_queues = uint16_t(n_workers);
     pc.mtu = opt.mtu;
     pc.hw_offloads = !opt.no_offload;
+    pc.queues_without_rss = opt.queues_without_rss;
     {
         uint16_t pid = 0;
         const int sock = rte_eth_dev_get_port_by_name(spec.name.c_str(), &pid) == 0

@@ -200,3 +200,43 @@ TEST(Ipv4Text, ParseAndFormat) {
 
 }  // namespace
 }  // namespace sluice::test
+
+namespace sluice::engine {
+namespace {
+
+Options parse_ok(std::vector<const char*> args, ParseResult* out) {
+    args.insert(args.begin(), "sluice-x");
+    Options o;
+    *out = parse_options(int(args.size()), args.data(), "sluice-x", {}, o);
+    return o;
+}
+
+TEST(BenchmarkOptions, MacSeedAndQueuesWithoutRss) {
+    ParseResult r;
+    const Options o = parse_ok({"--port", "net_ring0", "--ip", "198.18.0.2/24", "--mac",
+                                "02:53:4c:00:00:02", "--seed", "32,60", "--queues-without-rss"},
+                               &r);
+    ASSERT_EQ(r.status, ParseStatus::ok) << r.message;
+    EXPECT_TRUE(o.mac_set);
+    const rte_ether_addr want = {{0x02, 0x53, 0x4c, 0x00, 0x00, 0x02}};
+    EXPECT_TRUE(rte_is_same_ether_addr(&o.mac, &want));
+    EXPECT_EQ(o.seed_count, 32u);
+    EXPECT_EQ(o.seed_size, 60u);
+    EXPECT_TRUE(o.queues_without_rss);
+}
+
+TEST(BenchmarkOptions, MalformedMacAndSeedRejected) {
+    for (const char* bad_mac : {"02:53:4c:00:00", "01:00:5e:00:00:01", "00:00:00:00:00:00", "zz"}) {
+        ParseResult r;
+        parse_ok({"--port", "net_ring0", "--ip", "198.18.0.2/24", "--mac", bad_mac}, &r);
+        EXPECT_EQ(r.status, ParseStatus::error) << bad_mac;
+    }
+    for (const char* bad_seed : {"32", "0,60", "32,59", "32,9015", ",60", "x,60"}) {
+        ParseResult r;
+        parse_ok({"--port", "net_ring0", "--ip", "198.18.0.2/24", "--seed", bad_seed}, &r);
+        EXPECT_EQ(r.status, ParseStatus::error) << bad_seed;
+    }
+}
+
+}  // namespace
+}  // namespace sluice::engine
