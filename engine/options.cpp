@@ -94,6 +94,8 @@ static std::string usage(const char* app, const std::vector<AppOption>& app_opti
         "  --soft-rss          spread flows over workers with the software-RSS stage\n"
         "  --queues-without-rss  an RX queue per worker on a port without RSS (memif,\n"
         "                      net_ring: the peer picks the queue; for stateless apps)\n"
+        "  --impair SPEC       inject faults: loss=P,reorder=P,dup=P,corrupt=P,delay=2ms,\n"
+        "                      seed=N (rx: or tx: before a key: one direction only)\n"
         "  --mac MAC           the MAC the stack answers to (default: the port's)\n"
         "  --seed COUNT,SIZE   inject COUNT self-addressed UDP frames of SIZE bytes at\n"
         "                      start (benchmarks on a loopback port: net_ring0)\n";
@@ -189,6 +191,10 @@ ParseResult parse_options(int argc, const char* const* argv, const char* app_nam
             out.no_offload = true;
         } else if (name == "soft-rss" && !inline_value) {
             out.soft_rss = true;
+        } else if (name == "impair") {
+            std::string err;
+            if (!need_value() || !pmd::parse_impair(value, out.impair, err))
+                return fail("--impair: " + (err.empty() ? std::string("needs a value") : err));
         } else if (name == "queues-without-rss" && !inline_value) {
             out.queues_without_rss = true;
         } else {

@@ -13,6 +13,8 @@
 #include <rte_byteorder.h>
 #include <rte_ether.h>
 
+#include "pmd/impair.hpp"
+
 namespace sluice::engine {
 
 struct Options {
@@ -27,6 +29,7 @@ struct Options {
     bool no_offload = false;  // --no-offload: checksums in software even if the port has them
     bool soft_rss = false;    // --soft-rss: force the software-RSS ring stage
     bool queues_without_rss = false;  // --queues-without-rss: a queue per worker even so
+    pmd::ImpairConfig impair;         // --impair loss=..,reorder=..,dup=..,corrupt=..,delay=..
     bool mac_set = false;             // --mac: the MAC the stack answers to (default: the port's)
     rte_ether_addr mac{};
     uint32_t seed_count = 0;  // --seed COUNT,SIZE: self-addressed UDP frames injected at start

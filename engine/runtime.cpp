@@ -153,6 +153,18 @@ void print_summary(const char* app, const StatsView& v, uint16_t port_id) {
     printf("\n  drops:  total=%" PRIu64, p.total_drops());
     for (unsigned i = 0; i < proto::kDropCount; ++i)
         if (p.drops[i]) printf(" %s=%" PRIu64, proto::kDropNames[i], p.drops[i]);
+    for (bool rx : {true, false}) {
+        const pmd::ImpairStats im = v.impair_total(rx);
+        uint64_t any = 0;
+#define SLUICE_X(name) any |= im.name;
+        SLUICE_IMPAIR_COUNTERS(SLUICE_X)
+#undef SLUICE_X
+        if (!any) continue;
+        printf("\n  impair %s:", rx ? "rx" : "tx");
+#define SLUICE_X(name) printf(" %s=%" PRIu64, #name, im.name);
+        SLUICE_IMPAIR_COUNTERS(SLUICE_X)
+#undef SLUICE_X
+    }
     rte_eth_stats st{};
     if (rte_eth_stats_get(port_id, &st) == 0)
         printf("\n  port:   ipackets=%" PRIu64 " opackets=%" PRIu64 " imissed=%" PRIu64

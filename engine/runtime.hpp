@@ -25,6 +25,7 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
+#include <rte_memcpy.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
@@ -33,6 +34,7 @@
 #include "engine/soft_rss.hpp"
 #include "engine/stats.hpp"
 #include "engine/telemetry.hpp"
+#include "pmd/impair.hpp"
 #include "pmd/port.hpp"
 #include "proto/stack.hpp"
 
@@ -81,7 +83,8 @@ class Runtime {
         rte_ring* steer_in[kMaxWorkers] = {};   // software RSS: from worker j
         rte_ring* tx_in[kMaxWorkers] = {};      // TX hand-offs this worker transmits
         unsigned n_tx_in = 0;
-        rte_ring* arp_in = nullptr;  // ARP facts other workers learned (multi-producer)
+        rte_ring* arp_in = nullptr;      // ARP facts other workers learned (multi-producer)
+        pmd::Impairment rx_imp, tx_imp;  // --impair, on this worker's queues
     };
 
     struct Shared {
@@ -105,7 +108,13 @@ class Runtime {
 template <class App>
 void Runtime<App>::flush_tx(Shared& sh, Worker& w) {
     proto::TxBatch& tx = w.stack.tx();
-    const uint16_t n = tx.size();
+    uint16_t n = tx.size();
+    if (unlikely(w.tx_imp.active()) && (n || w.tx_imp.held())) {
+        rte_mbuf* out[proto::TxBatch::kCapacity];
+        n = w.tx_imp.apply(tx.data(), n, out, proto::TxBatch::kCapacity, rte_rdtsc());
+        rte_memcpy(tx.data(), out, n * sizeof(out[0]));
+        tx.resize(n);
+    }
     if (n == 0) return;
     const uint64_t t0 = rte_rdtsc();
     if (w.txq >= 0) {
@@ -164,7 +173,15 @@ int Runtime<App>::worker_main(void* arg) {
         w.stats.polls++;
         bool busy = false;
         if (w.rxq >= 0) {
-            const uint16_t n = sh.port->rx(uint16_t(w.rxq), pkts, burst);
+            uint16_t n = sh.port->rx(uint16_t(w.rxq), pkts, burst);
+            if (unlikely(w.rx_imp.active()) && (n || w.rx_imp.held())) {
+                // The fault-injecting stage sits between the port and everything else.
+                // With software RSS the steering arrays take kSteerBurst at a time; the rest
+                // stays in the delay line for the next poll.
+                const uint16_t cap = sh.soft_rss ? kSteerBurst : uint16_t(RTE_DIM(local));
+                n = w.rx_imp.apply(pkts, n, local, cap, now);
+                rte_memcpy(pkts, local, n * sizeof(pkts[0]));
+            }
             if (n) {
                 busy = true;
                 uint64_t t = rte_rdtsc();
@@ -272,6 +289,8 @@ void Runtime<App>::drain(Worker& w) {
     for (unsigned j = 0; j < kMaxWorkers; ++j) drain_ring(w.steer_in[j]);
     drain_ring(w.tx_ring);
     w.stack.tx().free_all();
+    w.rx_imp.clear();
+    w.tx_imp.clear();
 }
 
 template <class App>
@@ -385,11 +404,17 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         w->lcore = lcores[i];
         rte_mempool* pool = pool_for(socket);
         if (!pool || !w->stack.init(sc, pool, socket)) ok = false;
+        if (opt.impair.rx.any() || opt.impair.tx.any()) {
+            w->rx_imp.init(opt.impair.rx, opt.impair.seed * 2 + 2 * i, pool, rte_get_tsc_hz());
+            w->tx_imp.init(opt.impair.tx, opt.impair.seed * 2 + 2 * i + 1, pool, rte_get_tsc_hz());
+        }
         w->rxq = i < port.rx_queues() ? int(i) : -1;
         w->txq = i < port.tx_queues() ? int(i) : -1;
         view.lcore[i] = lcores[i];
         view.engine[i] = &w->stats;
         view.proto[i] = &w->stack.counters();
+        view.impair_rx[i] = &w->rx_imp.stats();
+        view.impair_tx[i] = &w->tx_imp.stats();
     }
     for (unsigned i = 0; i < n_workers && ok; ++i) {
         Worker* w = sh.workers[i];

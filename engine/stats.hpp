@@ -7,6 +7,7 @@
 
 #include <rte_common.h>
 
+#include "pmd/impair.hpp"
 #include "proto/counters.hpp"
 
 namespace sluice::engine {
@@ -78,12 +79,25 @@ struct StatsView {
     unsigned lcore[kMaxWorkers] = {};
     const CoreStats* engine[kMaxWorkers] = {};
     const proto::Counters* proto[kMaxWorkers] = {};
+    const pmd::ImpairStats* impair_rx[kMaxWorkers] = {};  // --impair, per direction
+    const pmd::ImpairStats* impair_tx[kMaxWorkers] = {};
     uint16_t port_id = 0;
     uint64_t tsc_hz = 0;
 
     CoreStats engine_total() const {
         CoreStats s;
         for (unsigned i = 0; i < workers; ++i) s += *engine[i];
+        return s;
+    }
+    pmd::ImpairStats impair_total(bool rx) const {
+        pmd::ImpairStats s;
+        for (unsigned i = 0; i < workers; ++i) {
+            const pmd::ImpairStats* w = rx ? impair_rx[i] : impair_tx[i];
+            if (!w) continue;
+#define SLUICE_X(name) s.name += w->name;
+            SLUICE_IMPAIR_COUNTERS(SLUICE_X)
+#undef SLUICE_X
+        }
         return s;
     }
     proto::Counters proto_total() const {

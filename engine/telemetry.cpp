@@ -37,6 +37,13 @@ int cmd_stats(const char*, const char*, rte_tel_data* d) {
     rte_tel_data_start_dict(d);
     add_engine(d, v->engine_total());
     add_proto(d, v->proto_total());
+    for (bool rx : {true, false}) {
+        const pmd::ImpairStats im = v->impair_total(rx);
+#define SLUICE_X(name) \
+    rte_tel_data_add_dict_u64(d, rx ? "impair_rx_" #name : "impair_tx_" #name, im.name);
+        SLUICE_IMPAIR_COUNTERS(SLUICE_X)
+#undef SLUICE_X
+    }
     return 0;
 }
 

@@ -25,6 +25,8 @@ class TxBatch {
     bool empty() const { return n_ == 0; }
     uint16_t room() const { return kCapacity - n_; }
     void clear() { n_ = 0; }
+    // Keeps the first `n` (after a stage rewrote data() in place).
+    void resize(uint16_t n) { n_ = n; }
     // Drops everything not sent (used by tests and at shutdown).
     void free_all() {
         rte_pktmbuf_free_bulk(pkts_, n_);
