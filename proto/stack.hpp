@@ -188,6 +188,7 @@ class Stack {
 template <UdpApp App>
 void Stack::input(rte_mbuf** pkts, uint16_t n, uint64_t now, App& app) {
     now_ = now;
+    counters_.rx_packets += n;  // per burst; bytes still need each packet
     constexpr uint16_t kPrefetchAhead = 3;
     for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i)
         rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
@@ -195,7 +196,6 @@ void Stack::input(rte_mbuf** pkts, uint16_t n, uint64_t now, App& app) {
         if (i + kPrefetchAhead < n)
             rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
         rte_mbuf* m = pkts[i];
-        counters_.rx_packets++;
         counters_.rx_bytes += m->pkt_len;
         if (unlikely(m->data_len < kEthHdrLen)) {
             drop(m, Drop::eth_runt);
