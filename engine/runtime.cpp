@@ -165,6 +165,15 @@ void print_summary(const char* app, const StatsView& v, uint16_t port_id) {
         SLUICE_IMPAIR_COUNTERS(SLUICE_X)
 #undef SLUICE_X
     }
+    if (v.has_tcp()) {
+        const proto::TcpCounters t = v.tcp_total();
+        printf("\n  tcp:   ");
+#define SLUICE_X(name, help) \
+    if (t.name) printf(" %s=%" PRIu64, #name, t.name);
+        SLUICE_TCP_COUNTERS(SLUICE_X)
+#undef SLUICE_X
+        printf(" open_conns=%" PRIu64, t.open_conns);
+    }
     rte_eth_stats st{};
     if (rte_eth_stats_get(port_id, &st) == 0)
         printf("\n  port:   ipackets=%" PRIu64 " opackets=%" PRIu64 " imissed=%" PRIu64

@@ -37,8 +37,21 @@
 #include "pmd/impair.hpp"
 #include "pmd/port.hpp"
 #include "proto/stack.hpp"
+#include "proto/tcp.hpp"
 
 namespace sluice::engine {
+
+// Optional hooks of an app (detected at compile time):
+//   tcp_config(proto::TcpConfig&)          adjusts the TCP configuration (TCP apps)
+//   start(proto::Tcp&, uint64_t now)      on the worker's core before its loop (listen, connect)
+//   poll(proto::Tcp&, uint64_t now)       every loop iteration (clients: open, send, finish)
+//   exit_code()                           the process exit code the app asks for
+template <class A>
+concept HasStart = requires(A a, proto::Tcp& t, uint64_t now) { a.start(t, now); };
+template <class A>
+concept HasPoll = requires(A a, proto::Tcp& t, uint64_t now) { a.poll(t, now); };
+template <class A>
+concept HasExitCode = requires(A a) { { a.exit_code() } -> std::convertible_to<int>; };
 
 // Process-wide stop flag, set by SIGINT/SIGTERM and --duration.
 std::atomic<bool>& stop_flag();
@@ -72,6 +85,7 @@ class Runtime {
     struct alignas(RTE_CACHE_LINE_SIZE) Worker {
         Worker(const AppConfig& c, unsigned idx) : app(c, idx) {}
         proto::Stack stack;
+        proto::Tcp tcp;  // initialised for TCP apps only
         App app;
         CoreStats stats;
         unsigned index = 0;
@@ -85,6 +99,7 @@ class Runtime {
         unsigned n_tx_in = 0;
         rte_ring* arp_in = nullptr;      // ARP facts other workers learned (multi-producer)
         pmd::Impairment rx_imp, tx_imp;  // --impair, on this worker's queues
+        const SoftRss* rss = nullptr;    // for the TCP source-port filter
     };
 
     struct Shared {
@@ -97,13 +112,22 @@ class Runtime {
         uint64_t timer_period;
     };
 
+    static constexpr bool kTcp = proto::TcpApp<App>;
     static int worker_main(void* arg);
+    static bool port_on_core(void* ctx, rte_be32_t l, rte_be32_t r, rte_be16_t lp, rte_be16_t rp);
     static void share_arp(Shared& sh, Worker& w, uint64_t now);
     static void flush_tx(Shared& sh, Worker& w);
     static void drain(Worker& w);
 };
 
 // ---------------------------------------------------------------------------------------------
+
+template <class App>
+bool Runtime<App>::port_on_core(void* ctx, rte_be32_t l, rte_be32_t r, rte_be16_t lp,
+                                rte_be16_t rp) {
+    auto* w = static_cast<Worker*>(ctx);
+    return w->rss->target(r, l, rp, lp) == w->index;
+}
 
 template <class App>
 void Runtime<App>::flush_tx(Shared& sh, Worker& w) {
@@ -165,6 +189,7 @@ int Runtime<App>::worker_main(void* arg) {
     std::atomic<bool>& stop = stop_flag();
     uint64_t prev = rte_rdtsc();
     bool prev_busy = false;
+    if constexpr (kTcp && HasStart<App>) w.app.start(w.tcp, rte_rdtsc());
 
     while (!stop.load(std::memory_order_relaxed)) {
         const uint64_t now = rte_rdtsc();
@@ -237,7 +262,21 @@ int Runtime<App>::worker_main(void* arg) {
         if (unlikely(now >= next_timer)) {
             if (w.arp_in) share_arp(sh, w, now);
             w.stack.poll_timers(now);
+            if constexpr (kTcp) w.tcp.poll(now);
             next_timer = now + sh.timer_period;
+        }
+        if constexpr (kTcp) {
+            // The app's callbacks for what this iteration received, then its own work, then
+            // one output pass: replies carry the ACKs of what they answer.
+            if constexpr (HasPoll<App>) w.app.poll(w.tcp, now);
+            if (w.tcp.has_work()) {
+                const uint64_t t = rte_rdtsc();
+                w.tcp.dispatch(w.app);
+                w.tcp.flush(now);
+                if (w.tcp.events_pending()) w.tcp.dispatch(w.app);
+                w.stats.cycles_stack += rte_rdtsc() - t;
+                busy = true;
+            }
         }
         flush_tx(sh, w);
         // TX hand-offs from workers without a TX queue of their own.
@@ -378,6 +417,17 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         return r;
     };
 
+    // RFC 6528 3: one secret key for the ISN function (and SYN cookies), from the OS's entropy.
+    uint8_t tcp_secret[16] = {};
+    if constexpr (kTcp) {
+        FILE* ur = fopen("/dev/urandom", "rb");
+        if (!ur || fread(tcp_secret, 1, sizeof tcp_secret, ur) != sizeof tcp_secret) {
+            const uint64_t t = rte_rdtsc() ^ uint64_t(getpid()) << 32;
+            memcpy(tcp_secret, &t, sizeof t);
+        }
+        if (ur) fclose(ur);
+    }
+
     proto::StackConfig sc;
     sc.mac = opt.mac_set ? opt.mac : port.station_mac();
     if (opt.mac_set && port.accept_mac(opt.mac) != 0)
@@ -404,6 +454,18 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         w->lcore = lcores[i];
         rte_mempool* pool = pool_for(socket);
         if (!pool || !w->stack.init(sc, pool, socket)) ok = false;
+        if constexpr (kTcp) {
+            if (ok) {
+                proto::TcpConfig tc;
+                tc.mss = uint16_t(opt.mtu - 40);
+                if constexpr (requires(App a, proto::TcpConfig& c) { a.tcp_config(c); })
+                    w->app.tcp_config(tc);
+                if (!w->tcp.init(tc, &w->stack, socket, tcp_secret, rte_rdtsc())) ok = false;
+                w->rss = &sh.rss;
+                if (n_workers > 1) w->tcp.set_port_filter(&Runtime::port_on_core, w);
+                view.tcp[i] = &w->tcp.counters();
+            }
+        }
         if (opt.impair.rx.any() || opt.impair.tx.any()) {
             w->rx_imp.init(opt.impair.rx, opt.impair.seed * 2 + 2 * i, pool, rte_get_tsc_hz());
             w->tx_imp.init(opt.impair.tx, opt.impair.seed * 2 + 2 * i + 1, pool, rte_get_tsc_hz());
@@ -523,8 +585,14 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         telemetry_publish(nullptr, nullptr);
     }
 
-    for (unsigned i = 0; i < n_workers; ++i)
-        if (sh.workers[i]) drain(*sh.workers[i]);
+    int app_rc = 0;
+    for (unsigned i = 0; i < n_workers; ++i) {
+        if (!sh.workers[i]) continue;
+        if constexpr (HasExitCode<App>) {
+            if (ok && app_rc == 0) app_rc = sh.workers[i]->app.exit_code();
+        }
+        drain(*sh.workers[i]);
+    }
     // What is still waiting in the RX queues (a loopback port's ring, say) goes back too.
     for (uint16_t q = 0; port.is_open() && q < port.rx_queues(); ++q) {
         rte_mbuf* left[64];
@@ -542,7 +610,7 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
     }
     for (rte_ring* r : rings) rte_ring_free(r);
     free_pools();
-    return ok ? 0 : 1;
+    return ok ? app_rc : 1;
 }
 
 }  // namespace sluice::engine

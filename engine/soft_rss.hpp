@@ -96,6 +96,18 @@ class SoftRss {
 
     uint16_t target(const rte_mbuf* m) const { return reta_[hash(m) & (kRetaSize - 1)]; }
 
+    // The worker a TCP/UDP flow lands on, from its 4-tuple (network order; the hash is
+    // symmetric, so either direction's order gives the same answer). An active open uses it
+    // to pick a source port whose replies come back to its own core.
+    uint16_t target(rte_be32_t a, rte_be32_t b, rte_be16_t pa, rte_be16_t pb) const {
+        uint8_t in[12];
+        memcpy(in, &a, 4);
+        memcpy(in + 4, &b, 4);
+        memcpy(in + 8, &pa, 2);
+        memcpy(in + 10, &pb, 2);
+        return reta_[toeplitz(in, 12) & (kRetaSize - 1)];
+    }
+
   private:
     uint32_t table_[kMaxInput][256];
     uint16_t reta_[kRetaSize];

@@ -81,6 +81,7 @@ struct StatsView {
     const proto::Counters* proto[kMaxWorkers] = {};
     const pmd::ImpairStats* impair_rx[kMaxWorkers] = {};  // --impair, per direction
     const pmd::ImpairStats* impair_tx[kMaxWorkers] = {};
+    const proto::TcpCounters* tcp[kMaxWorkers] = {};  // TCP apps only
     uint16_t port_id = 0;
     uint64_t tsc_hz = 0;
 
@@ -97,6 +98,19 @@ struct StatsView {
 #define SLUICE_X(name) s.name += w->name;
             SLUICE_IMPAIR_COUNTERS(SLUICE_X)
 #undef SLUICE_X
+        }
+        return s;
+    }
+    bool has_tcp() const { return workers && tcp[0]; }
+    proto::TcpCounters tcp_total() const {
+        proto::TcpCounters s;
+        for (unsigned i = 0; i < workers; ++i) {
+            if (!tcp[i]) continue;
+#define SLUICE_X(name, help) s.name += tcp[i]->name;
+            SLUICE_TCP_COUNTERS(SLUICE_X)
+#undef SLUICE_X
+            s.established += tcp[i]->established;
+            s.open_conns += tcp[i]->open_conns;
         }
         return s;
     }

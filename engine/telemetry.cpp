@@ -122,6 +122,20 @@ int cmd_runtime(const char*, const char*, rte_tel_data* d) {
     return 0;
 }
 
+int cmd_tcp(const char*, const char*, rte_tel_data* d) {
+    std::lock_guard<std::mutex> lock(g_mu);
+    const StatsView* v = g_view.load();
+    if (!v || !v->has_tcp()) return -1;
+    const proto::TcpCounters t = v->tcp_total();
+    rte_tel_data_start_dict(d);
+#define SLUICE_X(name, help) rte_tel_data_add_dict_u64(d, #name, t.name);
+    SLUICE_TCP_COUNTERS(SLUICE_X)
+#undef SLUICE_X
+    rte_tel_data_add_dict_u64(d, "established", t.established);
+    rte_tel_data_add_dict_u64(d, "open_conns", t.open_conns);
+    return 0;
+}
+
 int cmd_info(const char*, const char*, rte_tel_data* d) {
     std::lock_guard<std::mutex> lock(g_mu);
     const auto* info = g_info.load();
@@ -145,6 +159,8 @@ void telemetry_publish(const StatsView* view, const std::map<std::string, std::s
         rte_telemetry_register_cmd(
             "/sluice/runtime", cmd_runtime,
             "Per worker: polls, vector size, cycles per packet by stage. No parameters");
+        rte_telemetry_register_cmd("/sluice/tcp", cmd_tcp,
+                                   "Sluice TCP counters summed over workers. No parameters");
         rte_telemetry_register_cmd("/sluice/info", cmd_info,
                                    "Sluice port and configuration. No parameters");
     });

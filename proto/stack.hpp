@@ -49,6 +49,9 @@ struct UdpDatagram {
 };
 
 class Stack;
+class Tcp;
+// Tcp::input, for the stack's IPv4 demultiplexer (proto/tcp.cpp).
+void tcp_deliver(Tcp* tcp, rte_mbuf* m, rte_ipv4_hdr* ip, uint64_t now);
 
 // What the stack needs from an app: which UDP ports it serves, and a handler.
 template <class A>
@@ -122,6 +125,8 @@ class Stack {
         if (arp_.update(f.ip, f.mac, now + arp_lifetime_, true)) flush_pending(f.ip, f.mac);
     }
     rte_mempool* pool() const { return pool_; }
+    // The core's TCP (proto/tcp.hpp) registers here; without one, TCP is an unknown protocol.
+    void attach_tcp(Tcp* t) { tcp_ = t; }
 
     // Queues a finished frame for TX, fragmenting IPv4 larger than the MTU.
     void emit(rte_mbuf* m);
@@ -154,6 +159,7 @@ class Stack {
 
     StackConfig cfg_{};
     rte_mempool* pool_ = nullptr;
+    Tcp* tcp_ = nullptr;
     TxBatch tx_;
     Counters counters_;
     ArpCache arp_;
@@ -273,6 +279,10 @@ void Stack::ipv4_input(rte_mbuf* m, uint64_t now, App& app) {
     }
     counters_.ipv4_in++;
     if (likely(ip->next_proto_id == IPPROTO_UDP)) return udp_input(m, ip, reassembled, app);
+    if (ip->next_proto_id == IPPROTO_TCP && tcp_) {
+        counters_.tcp_in++;
+        return tcp_deliver(tcp_, m, ip, now);
+    }
     if (ip->next_proto_id == IPPROTO_ICMP) return icmp_input(m, ip, reassembled);
     drop(m, Drop::ipv4_unknown_proto);
 }

@@ -1,0 +1,452 @@
+// TCP (RFC 9293), one instance per core beside the Stack it rides on. Nothing in it is shared:
+// each core owns its connections (inbound flows reach it through symmetric RSS or the
+// software-RSS stage; an active open picks a source port whose flow hash lands on its own core),
+// so nothing is locked.
+//
+// How a core drives it, once per burst (engine/runtime.hpp does this):
+//   stack.input(...)   -> Tcp::input for each segment: state machine, data queued as events
+//   tcp.dispatch(app)  -> the app's callbacks, direct calls (a template: no indirect call);
+//                         the app replies with send(), which only queues
+//   tcp.flush(now)     -> one pass over the connections that have something to say: data
+//                         (Nagle, congestion and peer window permitting), ACKs (delayed or
+//                         not), FIN; the reply to a request carries the ACK of the request
+//   tcp.poll(now)      -> every loop: the timer wheel (1 ms ticks)
+//
+// Zero copy: received payload is handed to the app as the mbuf chain it arrived in (headers
+// trimmed); sent payload is kept by reference in the send queue, and each transmitted segment
+// is a header mbuf chained to indirect mbufs over that payload, so retransmission copies
+// nothing. The payload mbufs are freed when the peer acknowledges them.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+
+#include <rte_hash.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_tcp.h>
+
+#include "proto/stack.hpp"
+#include "proto/tcp_cc.hpp"
+#include "proto/tcp_seq.hpp"
+#include "proto/tcp_timer.hpp"
+
+namespace sluice::proto {
+
+// RFC 9293 3.3.2: the eleven states.
+enum class TcpState : uint8_t {
+    closed,
+    listen,
+    syn_sent,
+    syn_received,
+    established,
+    fin_wait_1,
+    fin_wait_2,
+    close_wait,
+    closing,
+    last_ack,
+    time_wait,
+};
+const char* tcp_state_name(TcpState s);
+
+// Why a connection ended (the closed callback's argument).
+enum class TcpCloseReason : uint8_t {
+    normal,     // both directions closed in order (FINs exchanged and acknowledged)
+    reset,      // the peer sent an acceptable RST
+    refused,    // RST in answer to our SYN: nothing listens there
+    timeout,    // retransmissions (or keepalive probes) went unanswered
+    aborted,    // the app called abort(); an RST was sent
+    no_memory,  // no mbuf or no room for the connection's data
+};
+const char* tcp_close_reason_name(TcpCloseReason r);
+
+struct TcpConfig {
+    uint32_t max_conns = 16384;   // per core, TIME_WAIT included
+    uint16_t mss = 1460;          // what we announce; min(MTU - 40, this)
+    uint32_t rcv_buf = 1 << 20;   // receive window we offer (bytes; scaled, RFC 7323 2)
+    uint32_t snd_buf = 1 << 20;   // send queue limit: writable() below it
+    uint32_t rto_min_ms = 200;    // RFC 6298 2.4 says 1 s; 200 ms as Linux (configurable)
+    uint32_t rto_initial_ms = 1000;  // RFC 6298 2.1
+    uint32_t rto_max_ms = 60000;     // RFC 6298 2.5
+    uint32_t syn_retries = 6;
+    uint32_t data_retries = 15;
+    uint32_t delack_ms = 40;          // RFC 1122 4.2.3.2: < 500 ms
+    uint32_t msl_ms = 30000;          // TIME_WAIT lasts 2 * MSL (RFC 9293 3.4.2)
+    uint32_t keepalive_idle_ms = 7200000;  // RFC 1122 4.2.3.6: >= 2 h by default
+    uint32_t keepalive_intvl_ms = 75000;
+    uint32_t keepalive_probes = 9;
+    uint32_t syn_backlog = 256;  // half-open connections per listener before SYN cookies
+    uint32_t ooo_max_segs = 256;  // out-of-order segments held per connection
+    uint32_t ooo_pool = 65536;    // out-of-order segment slots per core
+    TcpCcAlgo cc = TcpCcAlgo::cubic;
+    bool sack = true;        // RFC 2018
+    bool timestamps = true;  // RFC 7323
+    bool window_scale = true;
+    bool ecn = false;        // ask for ECN on active opens; always accepted when the peer asks
+    bool syn_cookies = true;
+    bool nodelay = false;    // Nagle off by default? no: Nagle on (RFC 1122 4.2.3.4)
+    bool keepalive = false;  // off by default (RFC 1122 4.2.3.6)
+};
+
+// Per-connection statistics (stats()).
+struct TcpConnStats {
+    uint64_t bytes_sent = 0;      // payload bytes acknowledged by the peer
+    uint64_t bytes_received = 0;  // payload bytes delivered to the app
+    uint64_t segs_out = 0, segs_in = 0;
+    uint64_t retransmits = 0;      // segments sent again
+    uint64_t fast_retransmits = 0;
+    uint64_t rto_expirations = 0;
+    uint32_t srtt_us = 0, rttvar_us = 0, rto_ms = 0;
+    uint32_t cwnd = 0, ssthresh = 0;  // bytes
+    uint32_t snd_wnd = 0, rcv_wnd = 0;
+    TcpState state = TcpState::closed;
+};
+
+class Tcp;
+struct TcpConn;
+
+// What an app implements to use TCP: callbacks, called from Tcp::dispatch on the connection's
+// core. `c` stays valid until on_tcp_closed returns.
+template <class A>
+concept TcpApp = requires(A a, Tcp& t, TcpConn* c, rte_mbuf* m, TcpCloseReason r) {
+    a.on_tcp_connected(t, c);  // passive (accepted) or active open completed
+    a.on_tcp_data(t, c, m);    // m: payload chain, the app owns it (send it or free it)
+    a.on_tcp_peer_fin(t, c);   // the peer shut down its sending side (half-close)
+    a.on_tcp_writable(t, c);   // send space is available again after send() said no
+    a.on_tcp_closed(t, c, r);
+};
+
+struct TcpEvent {
+    enum Type : uint8_t { connected, data, peer_fin, writable, closed };
+    Type type;
+    TcpCloseReason reason;
+    TcpConn* c;
+    rte_mbuf* m;
+};
+
+// One out-of-order segment held by the receiver.
+struct TcpOooSeg {
+    uint32_t seq, len;
+    rte_mbuf* m;
+    TcpOooSeg* next;
+    bool fin;  // a FIN follows the payload
+};
+
+// SACK blocks (RFC 2018 3): [left, right).
+struct TcpSackBlock {
+    uint32_t left, right;
+};
+
+struct TcpConn {
+    // Identity (network order) and state.
+    rte_be32_t raddr;
+    rte_be16_t rport, lport;
+    TcpState state;
+    uint8_t listener;  // index of the listener that accepted it, or 0xff
+    bool in_flush;     // on the flush list
+    bool app_closed;   // close() called: no more data events
+    bool fin_queued;   // shutdown(write): FIN after the send queue
+    bool fin_sent;
+    bool closed_event;  // on_tcp_closed queued
+    bool nodelay, keepalive;
+    bool sack_ok, ts_ok, ws_ok, ecn_ok;
+    bool want_writable;  // send() refused: tell the app when there is room
+    bool ack_now;        // send an ACK at the next flush
+    bool rtt_timing;     // a segment is timed (Karn's rule, RFC 6298 3)
+    bool in_recovery;    // fast recovery (RFC 6582 / RFC 6675)
+    bool ecn_ece;        // send ECE until CWR (RFC 3168 6.1.3)
+    bool ecn_cwr;        // set CWR on the next new data segment
+    bool syn_cookie;     // created from a SYN cookie
+    bool manual_window;   // see Tcp::set_manual_window
+    bool in_table;        // in the lookup table
+    bool freed;           // released while on the flush list
+    bool writable_event;  // a writable event is queued
+    bool recover_set;     // `recover` holds a value (RFC 6582)
+    bool app_knows;  // the app has (or will have) heard of it: a closed event is owed
+    bool app_done;   // the closed event was delivered (the slot lingers only in TIME_WAIT)
+    enum RtxKind : uint8_t { rtx_none, rtx_rto, rtx_persist, rtx_keepalive, rtx_time_wait, rtx_fin_wait_2 };
+    RtxKind rtx_kind;
+    uint8_t delack_segs;  // full segments received and not yet acknowledged
+    uint8_t dupacks;
+    uint8_t retries;     // consecutive RTO expirations (or keepalive probes)
+    uint8_t snd_wscale, rcv_wscale;
+    uint8_t backoff;
+    TcpCloseReason close_reason;
+
+    // Send sequence space (RFC 9293 3.3.1).
+    uint32_t iss, snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1, snd_wl2, snd_up;
+    uint32_t snd_mss;  // effective: peer's MSS minus the options we put in every segment
+    uint32_t recover;  // NewReno (RFC 6582 3.2)
+    uint32_t fin_seq;  // sequence number of our FIN (valid once fin_queued and sent)
+    uint32_t max_snd_wnd;
+    uint32_t ecn_recover;  // no second ECN reduction before this is acknowledged
+    // Receive sequence space.
+    uint32_t irs, rcv_nxt, rcv_adv;  // rcv_adv: right edge last advertised
+    uint32_t rcv_buf;
+    uint32_t rcv_held;  // delivered, not yet consumed (manual_window)
+    // Timestamps (RFC 7323 3, 4.3, 5).
+    uint32_t ts_recent, last_ack_sent;
+    uint64_t ts_recent_age;  // tick
+    // RTT (RFC 6298 2), in microseconds.
+    uint32_t srtt_us, rttvar_us, rto_ms;
+    uint32_t rtt_seq;
+    uint64_t rtt_start;  // TSC
+    uint64_t last_rx;    // TSC of the last segment received (keepalive)
+
+    TcpCc cc;
+
+    // Send queue: payload not yet acknowledged, a chain of mbuf segments linked by `next`
+    // (each segment's own data_off/data_len delimit the bytes); sq_head starts at snd_una.
+    rte_mbuf* sq_head;
+    rte_mbuf* sq_tail;
+    uint32_t sq_bytes;  // snd_una .. end of the queue
+    // Cursor: the segment holding sequence number sq_cur_seq (where output resumes).
+    rte_mbuf* sq_cur;
+    uint32_t sq_cur_seq;
+
+    // SACK scoreboard (sender, RFC 6675): ranges the peer holds above snd_una.
+    static constexpr unsigned kScoreboard = 8;
+    TcpSackBlock sacked[kScoreboard];
+    uint8_t n_sacked;
+    uint32_t high_rxt;  // RFC 6675 HighRxt
+    uint32_t sacked_bytes;
+
+    // Receiver: out-of-order segments in sequence order; the most recent for SACK (RFC 2018 4).
+    TcpOooSeg* ooo;
+    uint32_t ooo_segs, ooo_bytes;
+    uint32_t last_ooo_seq;
+
+    TcpTimer rtx_timer;     // retransmission / persist / keepalive / TIME_WAIT
+    TcpTimer delack_timer;  // delayed ACK
+    TcpConn* flush_next;
+    TcpConn* tw_prev;  // TIME-WAIT list, oldest first
+    TcpConn* tw_next;
+    void* user;  // the app's
+    TcpConnStats st;
+};
+
+class Tcp {
+  public:
+    Tcp() = default;
+    ~Tcp();
+    Tcp(const Tcp&) = delete;
+    Tcp& operator=(const Tcp&) = delete;
+
+    // `stack` is the core's IPv4 stack (TCP sends through it and registers with it); `secret`
+    // keys the ISN and SYN-cookie function (RFC 6528 3), the same on every core.
+    bool init(const TcpConfig& cfg, Stack* stack, int socket_id, const uint8_t secret[16],
+              uint64_t now);
+
+    // --- API -----------------------------------------------------------------------------
+    // Passive open on `port` (host order). Returns 0, or -EADDRINUSE / -ENOSPC.
+    int listen(uint16_t port, uint32_t backlog = 0);
+    void unlisten(uint16_t port);
+    // Active open from our address. `sport` 0: a free port whose flow hash maps to this core
+    // (see set_port_filter). Returns nullptr when no port or slot is free. The outcome comes
+    // as on_tcp_connected or on_tcp_closed (refused, timeout).
+    TcpConn* connect(rte_be32_t dst, uint16_t dport, uint64_t now, uint16_t sport = 0);
+    // Queues the payload chain `m` (any length; the mbufs are held by reference until
+    // acknowledged, then freed). Returns 0, or -EAGAIN when the send queue is above snd_buf
+    // (the app keeps `m`; on_tcp_writable follows), or -ENOTCONN / -EPIPE.
+    int send(TcpConn* c, rte_mbuf* m);
+    // Copies `len` bytes into mbufs and queues them. Returns the bytes taken (maybe fewer
+    // than len: send space or mbufs), or a negative errno.
+    int send_copy(TcpConn* c, const void* data, uint32_t len);
+    uint32_t send_space(const TcpConn* c) const;
+    void shutdown_write(TcpConn* c);  // FIN after what is queued
+    void close(TcpConn* c);           // shutdown_write, and no more data events
+    void abort(TcpConn* c);           // RST now; on_tcp_closed(aborted) follows
+    void set_nodelay(TcpConn* c, bool on) { c->nodelay = on; }
+    // Receive flow control. By default what is handed to the app counts as read at once. With
+    // manual_window, it counts against the window until the app calls consumed(): an app that
+    // cannot keep up (an echo server whose send queue is full) closes the peer's window
+    // instead of buffering without bound.
+    void set_manual_window(TcpConn* c, bool on) { c->manual_window = on; }
+    void consumed(TcpConn* c, uint32_t bytes);
+    void set_keepalive(TcpConn* c, bool on, uint64_t now);
+    TcpConnStats stats(const TcpConn* c) const;
+    // Decides whether a source port's flow (our address and port, peer's address and port,
+    // network order) comes back to this core; nullptr: every port does.
+    using PortFilter = bool (*)(void* ctx, rte_be32_t laddr, rte_be32_t raddr, rte_be16_t lport,
+                                rte_be16_t rport);
+    void set_port_filter(PortFilter f, void* ctx) {
+        port_filter_ = f;
+        port_filter_ctx_ = ctx;
+    }
+
+    // --- Driving -------------------------------------------------------------------------
+    // A segment for us (from Stack): `m` starts at Ethernet, l3_len set, IP validated.
+    void input(rte_mbuf* m, rte_ipv4_hdr* ip, uint64_t now);
+    template <TcpApp App>
+    void dispatch(App& app);
+    void flush(uint64_t now);
+    void poll(uint64_t now);
+
+    const TcpCounters& counters() const { return ctr_; }
+    const TcpConfig& config() const { return cfg_; }
+    uint32_t open_conns() const { return uint32_t(ctr_.open_conns); }
+    bool events_pending() const { return n_ev_ != 0; }
+    bool has_work() const { return n_ev_ != 0 || flush_list_ != nullptr; }
+    TcpConn* lookup(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport);
+    Stack& stack() { return *stack_; }
+
+  private:
+    struct Listener {
+        uint16_t port;  // host order; 0 = free slot
+        uint32_t backlog;
+        uint32_t half_open;
+    };
+    static constexpr unsigned kMaxListeners = 64;
+    static constexpr unsigned kDataEvents = 4096;
+
+    // Parsed options of one segment.
+    struct Opts {
+        uint16_t mss;
+        uint8_t wscale;
+        bool has_mss, has_ws, has_ts, sack_ok;
+        uint32_t tsval, tsecr;
+        uint8_t n_sack;
+        TcpSackBlock sack[4];
+    };
+    struct Seg {
+        rte_mbuf* m;
+        const rte_tcp_hdr* th;
+        uint32_t seq, ack, len;  // len: payload bytes
+        uint32_t wnd;            // unscaled
+        uint8_t flags;
+        uint8_t ecn;             // IP ECN bits
+        uint16_t payload_off;    // in the first mbuf segment
+        Opts o;
+    };
+
+    void event(TcpEvent::Type t, TcpConn* c, rte_mbuf* m = nullptr,
+               TcpCloseReason r = TcpCloseReason::normal);
+    bool parse_options(const rte_tcp_hdr* th, unsigned hlen, Opts& o);
+    void input_listen(Seg& s, rte_be32_t src, uint64_t now, unsigned li);
+    void input_syn_sent(TcpConn* c, Seg& s, uint64_t now);
+    void input_conn(TcpConn* c, Seg& s, uint64_t now);
+    void negotiate(TcpConn* c, const Seg& s);
+    void setup_mss(TcpConn* c, uint16_t peer_mss);
+    uint8_t rcv_wscale() const;
+    bool process_ack(TcpConn* c, Seg& s, uint64_t now);
+    void process_data(TcpConn* c, Seg& s, uint64_t now);
+    void process_fin(TcpConn* c, uint64_t now);
+    void deliver(TcpConn* c, rte_mbuf* m, uint32_t len);
+    static void trim_front(rte_mbuf*& m, uint32_t n);
+    static void trim_back(rte_mbuf* m, uint32_t n);
+    void challenge_ack(TcpConn* c);
+    void ooo_insert(TcpConn* c, rte_mbuf* m, uint32_t seq, uint32_t len, bool fin);
+    void ooo_drain(TcpConn* c, uint64_t now);
+    void ooo_free(TcpConn* c);
+    void sack_update(TcpConn* c, const Seg& s);
+    void sack_trim(TcpConn* c);
+    uint32_t sack_pipe(const TcpConn* c) const;
+    void enter_recovery(TcpConn* c, uint64_t now);
+    void retransmit_head(TcpConn* c, uint64_t now);
+    void rtt_sample(TcpConn* c, uint32_t rtt_us);
+
+    TcpConn* alloc_conn(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport);
+    void free_conn(TcpConn* c);
+    void unhash(TcpConn* c);
+    void release_queues(TcpConn* c);
+    bool reuse_time_wait(TcpConn* old);
+    void tw_unlink(TcpConn* c);
+    void set_state(TcpConn* c, TcpState s);
+    void finish(TcpConn* c, TcpCloseReason r);  // to CLOSED: timers off, queues freed, event
+    void enter_time_wait(TcpConn* c, uint64_t now);
+    void want_flush(TcpConn* c) {
+        if (!c->in_flush) {
+            c->in_flush = true;
+            c->flush_next = flush_list_;
+            flush_list_ = c;
+        }
+    }
+    void schedule_ack(TcpConn* c, bool full_seg);
+
+    // Output.
+    void output(TcpConn* c, uint64_t now);
+    bool send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, uint64_t now,
+                      bool retransmit);
+    void send_ack(TcpConn* c, uint64_t now) {
+        send_segment(c, c->snd_nxt, 0, RTE_TCP_ACK_FLAG, now, false);
+    }
+    void send_syn(TcpConn* c, uint64_t now);
+    void send_rst_for(const Seg& s, rte_be32_t src, uint64_t now);
+    void send_raw(rte_be32_t dst, rte_be16_t dport, rte_be16_t sport, uint32_t seq, uint32_t ack,
+                  uint8_t flags, uint16_t wnd, const uint8_t* opts, uint16_t opt_len,
+                  uint64_t now);
+    void fill_ip(rte_mbuf* m, rte_ipv4_hdr* ip, rte_be32_t dst, uint16_t l4_len, bool ect);
+    unsigned write_options(TcpConn* c, uint8_t flags, uint8_t* p, uint64_t now);
+    uint32_t rcv_window(const TcpConn* c) const;
+    uint32_t tsval(uint64_t now) const { return uint32_t(now / ts_div_); }
+    uint32_t isn(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport, uint64_t now) const;
+    uint32_t cookie(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport, uint32_t peer_isn,
+                    uint32_t count) const;
+    void sq_acked(TcpConn* c, uint32_t bytes);
+    rte_mbuf* sq_clone(TcpConn* c, uint32_t seq, uint32_t len);
+
+    // Timers.
+    uint32_t backed_off_rto(const TcpConn* c) const;
+    void arm_rto(TcpConn* c, bool restart);
+    void arm_idle(TcpConn* c);
+    void timer_fired(TcpConn* c, uint64_t now);
+    void on_rto(TcpConn* c, uint64_t now);
+
+    TcpConfig cfg_{};
+    Stack* stack_ = nullptr;
+    rte_mempool* pool_ = nullptr;
+    rte_hash* table_ = nullptr;
+    TcpConn* conns_ = nullptr;
+    TcpConn* free_conns_ = nullptr;
+    TcpOooSeg* ooo_mem_ = nullptr;
+    TcpOooSeg* ooo_free_ = nullptr;
+    TcpConn* flush_list_ = nullptr;
+    TcpConn* tw_head_ = nullptr;  // TIME-WAIT connections, oldest first
+    TcpConn* tw_tail_ = nullptr;
+    Listener listeners_[kMaxListeners]{};
+    TcpTimerWheel wheel_;
+    TcpEvent* ev_ = nullptr;  // ev_cap_
+    unsigned n_ev_ = 0, ev_cap_ = 0;
+    uint16_t ip_id_ = 1;
+    TcpCounters ctr_;
+    uint64_t hz_ = 0, tick_div_ = 0, ts_div_ = 0;
+    uint64_t now_ = 0;
+    uint8_t secret_[16]{};
+    uint16_t next_port_ = 0;
+    PortFilter port_filter_ = nullptr;
+    void* port_filter_ctx_ = nullptr;
+};
+
+template <TcpApp App>
+void Tcp::dispatch(App& app) {
+    // Callbacks may queue more events (a send that fails, a close): run until none is left.
+    for (unsigned i = 0; i < n_ev_; ++i) {
+        TcpEvent e = ev_[i];
+        switch (e.type) {
+            case TcpEvent::connected:
+                app.on_tcp_connected(*this, e.c);
+                break;
+            case TcpEvent::data:
+                if (e.c->app_closed) {
+                    rte_pktmbuf_free(e.m);
+                } else {
+                    app.on_tcp_data(*this, e.c, e.m);
+                }
+                break;
+            case TcpEvent::peer_fin:
+                if (!e.c->app_closed) app.on_tcp_peer_fin(*this, e.c);
+                break;
+            case TcpEvent::writable:
+                e.c->want_writable = false;
+                if (!e.c->app_closed) app.on_tcp_writable(*this, e.c);
+                break;
+            case TcpEvent::closed:
+                app.on_tcp_closed(*this, e.c, e.reason);
+                free_conn(e.c);
+                break;
+        }
+    }
+    n_ev_ = 0;
+}
+
+}  // namespace sluice::proto
