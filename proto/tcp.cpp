@@ -237,6 +237,11 @@ void Tcp::tw_unlink(TcpConn* c) {
     c->tw_prev = c->tw_next = nullptr;
 }
 
+void Tcp::closed_delivered(TcpConn* c) {
+    c->app_done = true;
+    if (c->state != TcpState::time_wait) free_conn(c);
+}
+
 void Tcp::unhash(TcpConn* c) {
     tw_unlink(c);
     if (!c->in_table) return;
@@ -834,6 +839,16 @@ void Tcp::input_conn(TcpConn* c, Seg& s, uint64_t now) {
         send_syn(c, now);
         rte_pktmbuf_free(m);
         return;
+    }
+    // Simultaneous open (RFC 9293 3.5 figure 8, line 6): in SYN-RECEIVED the peer's SYN-ACK
+    // repeats its SYN (SEQ = IRS, already received) and acknowledges ours. The SYN is old; the
+    // ACK completes the handshake: process the segment as that ACK (as Linux does), not as an
+    // unacceptable segment (which would leave us in SYN-RECEIVED until a retransmission).
+    if (st == TcpState::syn_received && c->listener == 0xff &&
+        (s.flags & (kSyn | kAck | kRst)) == (kSyn | kAck) && s.seq == c->irs &&
+        s.ack == c->iss + 1) {
+        s.flags = uint8_t(s.flags & ~kSyn);
+        s.seq += 1;
     }
 
     // RFC 7323 5.3 R1: PAWS. A segment whose timestamp is older than TS.Recent is a duplicate

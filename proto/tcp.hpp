@@ -347,6 +347,7 @@ class Tcp {
 
     TcpConn* alloc_conn(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport);
     void free_conn(TcpConn* c);
+    void closed_delivered(TcpConn* c);  // the slot goes now, or when TIME-WAIT ends
     void unhash(TcpConn* c);
     void release_queues(TcpConn* c);
     bool reuse_time_wait(TcpConn* old);
@@ -442,7 +443,8 @@ void Tcp::dispatch(App& app) {
                 break;
             case TcpEvent::closed:
                 app.on_tcp_closed(*this, e.c, e.reason);
-                free_conn(e.c);
+                e.c->user = nullptr;
+                closed_delivered(e.c);
                 break;
         }
     }
