@@ -657,6 +657,9 @@ void Tcp::input_listen(Seg& s, rte_be32_t src, uint64_t now, unsigned li) {
             const bool ws = s.o.has_ws && cfg_.window_scale;
             const bool sack = s.o.sack_ok && cfg_.sack;
             uint32_t tv = (tsval(now) & ~63u) | (ws ? s.o.wscale : 15) | (sack ? 16 : 0);
+            // Never ahead of our clock: later segments' TSvals must not look older to the
+            // peer's PAWS (RFC 7323 5.3).
+            if (seq_gt(tv, tsval(now))) tv -= 64;
             if (sack) {
                 opts[n++] = kOptSackPerm;
                 opts[n++] = 2;
@@ -1552,7 +1555,9 @@ TcpConn* Tcp::connect(rte_be32_t dst, uint16_t dport, uint64_t now, uint16_t spo
     c->cc.init(cfg_.cc, c->snd_mss);
     set_state(c, TcpState::syn_sent);
     ctr_.active_opens++;
-    send_syn(c, now);
+    // The SYN goes out with the next flush, which respects the room in the TX burst (an app
+    // may open thousands at once).
+    want_flush(c);
     return c;
 }
 
@@ -1755,6 +1760,9 @@ void Tcp::output(TcpConn* c, uint64_t now) {
         case TcpState::fin_wait_2:
         case TcpState::time_wait:
             if (c->ack_now) send_ack(c, now);
+            return;
+        case TcpState::syn_sent:
+            if (c->snd_max == c->iss) send_syn(c, now);  // not sent yet (connect)
             return;
         default:
             return;
