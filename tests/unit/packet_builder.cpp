@@ -295,4 +295,174 @@ rte_ether_addr Frame::arp_tha() const {
     return ::testing::AssertionSuccess();
 }
 
+// ---------------------------------------------------------------------------------------------
+// TCP.
+
+Bytes tcp_options(const TcpOpts& o) {
+    Bytes b;
+    const bool syn_layout = o.mss || o.ws || o.sack_perm;
+    auto ts = [&] {
+        b.push_back(8);
+        b.push_back(10);
+        b.resize(b.size() + 8);
+        put32(&b[b.size() - 8], *o.ts_val);
+        put32(&b[b.size() - 4], o.ts_ecr);
+    };
+    if (o.mss) {
+        b.insert(b.end(), {2, 4, 0, 0});
+        put16(&b[b.size() - 2], *o.mss);
+    }
+    if (syn_layout) {
+        if (o.sack_perm && o.ts_val) {
+            b.insert(b.end(), {4, 2});
+            ts();
+        } else if (o.ts_val) {
+            b.insert(b.end(), {1, 1});
+            ts();
+        } else if (o.sack_perm) {
+            b.insert(b.end(), {1, 1, 4, 2});
+        }
+        if (o.ws) b.insert(b.end(), {1, 3, 3, *o.ws});
+    } else if (o.ts_val) {
+        b.insert(b.end(), {1, 1});
+        ts();
+    }
+    if (!o.sack.empty()) {
+        b.insert(b.end(), {1, 1, 5, uint8_t(2 + 8 * o.sack.size())});
+        for (const auto& [l, r] : o.sack) {
+            b.resize(b.size() + 8);
+            put32(&b[b.size() - 8], l);
+            put32(&b[b.size() - 4], r);
+        }
+    }
+    b.insert(b.end(), o.raw.begin(), o.raw.end());
+    while (b.size() % 4) b.push_back(0);
+    return b;
+}
+
+Bytes tcp(uint32_t src, uint32_t dst, const TcpHdr& h, const Bytes& payload) {
+    Bytes opts = h.options;
+    while (opts.size() % 4) opts.push_back(0);
+    const size_t hlen = 20 + opts.size();
+    Bytes b(hlen + payload.size());
+    put16(&b[0], h.sport);
+    put16(&b[2], h.dport);
+    put32(&b[4], h.seq);
+    put32(&b[8], h.ack);
+    b[12] = uint8_t(h.data_off.value_or(uint8_t(hlen / 4)) << 4);
+    b[13] = h.flags;
+    put16(&b[14], h.wnd);
+    put16(&b[18], h.urp);
+    std::copy(opts.begin(), opts.end(), b.begin() + 20);
+    std::copy(payload.begin(), payload.end(), b.begin() + long(hlen));
+    if (h.checksum) {
+        put16(&b[16], *h.checksum);
+    } else {
+        uint16_t c =
+            checksum(b.data(), b.size(), pseudo_sum(src, dst, kProtoTcp, uint16_t(b.size())));
+        if (h.corrupt_checksum) c ^= 0x0100;
+        put16(&b[16], c);
+    }
+    return b;
+}
+
+std::string tcp_flags_str(uint8_t f) {
+    std::string s;
+    if (f & kTcpSyn) s += 'S';
+    if (f & kTcpFin) s += 'F';
+    if (f & kTcpRst) s += 'R';
+    if (f & kTcpPsh) s += 'P';
+    if (f & kTcpUrg) s += 'U';
+    if (f & kTcpEce) s += 'E';
+    if (f & kTcpCwr) s += 'W';
+    if (f & kTcpAck) s += '.';
+    return s.empty() ? "none" : s;
+}
+
+std::ostream& operator<<(std::ostream& os, const TcpSeg& s) {
+    os << s.sport << " > " << s.dport << " " << tcp_flags_str(s.flags) << " " << s.seq << ":"
+       << s.seq + s.len() << "(" << s.len() << ")";
+    if (s.has(kTcpAck)) os << " ack " << s.ack;
+    os << " win " << s.wnd;
+    if (s.mss) os << " mss " << *s.mss;
+    if (s.sack_perm) os << " sackOK";
+    if (s.has_ts) os << " TS val " << s.ts_val << " ecr " << s.ts_ecr;
+    if (s.ws) os << " wscale " << int(*s.ws);
+    if (!s.sack.empty()) {
+        os << " sack";
+        for (const auto& [l, r] : s.sack) os << " " << l << ":" << r;
+    }
+    if (s.ecn) os << " ecn " << int(s.ecn);
+    return os;
+}
+
+::testing::AssertionResult parse_tcp(const Frame& f, TcpSeg& out) {
+    if (auto r = valid_ipv4(f); !r) return r;
+    if (f.proto() != kProtoTcp)
+        return ::testing::AssertionFailure() << "IP protocol " << int(f.proto()) << ", not TCP";
+    if (f.is_fragment()) return ::testing::AssertionFailure() << "a fragment";
+    const uint8_t* t = f.l4();
+    const size_t len = f.l4_len();
+    if (len < 20) return ::testing::AssertionFailure() << "TCP segment of " << len << " bytes";
+    if (!checksum_ok(t, len, pseudo_sum(f.src(), f.dst(), kProtoTcp, uint16_t(len))))
+        return ::testing::AssertionFailure() << "bad TCP checksum " << hex(get16(t + 16));
+    const size_t hlen = size_t(t[12] >> 4) * 4;
+    if (hlen < 20 || hlen > len)
+        return ::testing::AssertionFailure() << "data offset " << hlen << " in " << len;
+    if (t[12] & 0x0f) return ::testing::AssertionFailure() << "reserved bits set";
+    out = TcpSeg{};
+    out.sport = get16(t);
+    out.dport = get16(t + 2);
+    out.seq = get32(t + 4);
+    out.ack = get32(t + 8);
+    out.flags = t[13];
+    out.wnd = get16(t + 14);
+    out.ecn = f.ip()[1] & 3;
+    if (get16(t + 18) != 0) return ::testing::AssertionFailure() << "urgent pointer set";
+    for (size_t i = 20; i < hlen;) {
+        const uint8_t kind = t[i];
+        if (kind == 0) break;
+        if (kind == 1) {
+            ++i;
+            continue;
+        }
+        if (i + 1 >= hlen || t[i + 1] < 2 || i + t[i + 1] > hlen)
+            return ::testing::AssertionFailure() << "malformed option at " << i;
+        const uint8_t ol = t[i + 1];
+        const uint8_t* p = t + i + 2;
+        switch (kind) {
+            case 2:
+                if (ol != 4) return ::testing::AssertionFailure() << "MSS option of " << int(ol);
+                out.mss = get16(p);
+                break;
+            case 3:
+                if (ol != 3) return ::testing::AssertionFailure() << "WS option of " << int(ol);
+                out.ws = p[0];
+                break;
+            case 4:
+                if (ol != 2)
+                    return ::testing::AssertionFailure() << "SACK-permitted of " << int(ol);
+                out.sack_perm = true;
+                break;
+            case 5:
+                if ((ol - 2) % 8 != 0 || ol < 10)
+                    return ::testing::AssertionFailure() << "SACK option of " << int(ol);
+                for (unsigned k = 0; k + 8 <= unsigned(ol - 2); k += 8)
+                    out.sack.emplace_back(get32(p + k), get32(p + k + 4));
+                break;
+            case 8:
+                if (ol != 10) return ::testing::AssertionFailure() << "TS option of " << int(ol);
+                out.has_ts = true;
+                out.ts_val = get32(p);
+                out.ts_ecr = get32(p + 4);
+                break;
+            default:
+                return ::testing::AssertionFailure() << "unexpected option kind " << int(kind);
+        }
+        i += ol;
+    }
+    out.payload.assign(t + hlen, t + len);
+    return ::testing::AssertionSuccess();
+}
+
 }  // namespace sluice::test

@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <ostream>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -208,5 +210,70 @@ struct Frame {
 // IP payload.
 ::testing::AssertionResult reassemble(const std::vector<Frame>& frags, uint16_t mtu, Bytes& header,
                                       Bytes& payload);
+
+// ---------------------------------------------------------------------------------------------
+// TCP (RFC 9293 3.1): a segment builder and a parser of the segments we send.
+
+inline constexpr uint8_t kProtoTcp = 6;
+inline constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpPsh = 0x08,
+                         kTcpAck = 0x10, kTcpUrg = 0x20, kTcpEce = 0x40, kTcpCwr = 0x80;
+
+// Options of a segment, written in Linux's layout: on a SYN, MSS, SACK-permitted + TS (or
+// NOP NOP TS), NOP WS; on others NOP NOP TS, then NOP NOP SACK blocks. `raw` is appended
+// verbatim (then everything is padded with EOL to a multiple of 4).
+struct TcpOpts {
+    std::optional<uint16_t> mss;
+    std::optional<uint8_t> ws;
+    bool sack_perm = false;
+    std::optional<uint32_t> ts_val;  // the TS option is present when ts_val is set
+    uint32_t ts_ecr = 0;
+    std::vector<std::pair<uint32_t, uint32_t>> sack;  // [left, right)
+    bool no_ts = false;  // for fixtures that add timestamps on their own: do not
+    Bytes raw;
+};
+Bytes tcp_options(const TcpOpts& o);
+
+struct TcpHdr {
+    uint16_t sport = 0, dport = 0;
+    uint32_t seq = 0, ack = 0;
+    uint8_t flags = 0;
+    uint16_t wnd = 65535;
+    uint16_t urp = 0;
+    Bytes options;                     // as written (see tcp_options), padded to 4
+    std::optional<uint8_t> data_off;   // in 32-bit words; default: computed
+    std::optional<uint16_t> checksum;  // default: computed
+    bool corrupt_checksum = false;
+};
+Bytes tcp(uint32_t src, uint32_t dst, const TcpHdr& h, const Bytes& payload);
+
+// A TCP segment as read back from a frame.
+struct TcpSeg {
+    uint16_t sport = 0, dport = 0;
+    uint32_t seq = 0, ack = 0;
+    uint8_t flags = 0;
+    uint16_t wnd = 0;
+    uint8_t ecn = 0;  // the IP header's ECN bits
+    std::optional<uint16_t> mss;
+    std::optional<uint8_t> ws;
+    bool sack_perm = false;
+    bool has_ts = false;
+    uint32_t ts_val = 0, ts_ecr = 0;
+    std::vector<std::pair<uint32_t, uint32_t>> sack;
+    Bytes payload;
+    uint64_t at = 0;  // when it was sent (filled by fixtures)
+
+    bool has(uint8_t f) const { return (flags & f) == f; }
+    // Exactly these flags.
+    bool is(uint8_t f) const { return flags == f; }
+    uint32_t len() const { return uint32_t(payload.size()); }
+    // Sequence space taken: payload, SYN, FIN.
+    uint32_t seq_len() const { return len() + (has(kTcpSyn) ? 1 : 0) + (has(kTcpFin) ? 1 : 0); }
+};
+std::string tcp_flags_str(uint8_t flags);  // "S.", "F.", "R", "P." as tcpdump writes them
+std::ostream& operator<<(std::ostream& os, const TcpSeg& s);
+
+// Parses an IPv4/TCP frame: well formed, data offset within the segment, options well formed,
+// and the checksum over the pseudo-header and segment right (RFC 9293 3.1).
+::testing::AssertionResult parse_tcp(const Frame& f, TcpSeg& out);
 
 }  // namespace sluice::test
