@@ -888,6 +888,12 @@ void Tcp::input_conn(TcpConn* c, Seg& s, uint64_t now) {
             if (s.len && seq_lt(s.seq, c->rcv_nxt)) ctr_.dup_segs++;
             c->ack_now = true;  // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>
             want_flush(c);
+            // RFC 9293 3.10.7.4 (TIME-WAIT): a retransmission of the remote FIN (it lies
+            // just below RCV.NXT, so it fails the test above) is acknowledged and the 2 MSL
+            // timeout restarted.
+            if (st == TcpState::time_wait && (s.flags & kFin) &&
+                c->rtx_kind == TcpConn::rtx_time_wait)
+                wheel_.arm(&c->rtx_timer, wheel_.now() + 2ull * cfg_.msl_ms);
         }
         rte_pktmbuf_free(m);
         return;
