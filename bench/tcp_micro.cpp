@@ -35,6 +35,7 @@ using namespace sluice;
 namespace {
 
 rte_mempool* g_pool = nullptr;
+rte_mempool* g_small = nullptr;
 
 struct Ends;
 
@@ -94,6 +95,8 @@ struct Ends {
         tc.max_conns = max_conns;
         if (!cs.init(cc, g_pool, 0) || !ss.init(sc, g_pool, 0)) return false;
         if (!ct.init(tc, &cs, 0, secret, now) || !st.init(tc, &ss, 0, secret, now)) return false;
+        ct.set_small_pool(g_small);
+        st.set_small_pool(g_small);
         cs.arp_learned({sc.ip, sc.mac}, now);
         ss.arp_learned({cc.ip, cc.mac}, now);
         return st.listen(7) == 0;
@@ -266,12 +269,14 @@ int main(int argc, char** argv) {
     engine::Eal eal;
     if (eal.init(plan) != 0) return 1;
     g_pool = engine::create_pool("tcp_micro", 65535, 0, RTE_MBUF_DEFAULT_BUF_SIZE);
-    if (!g_pool) return 1;
+    g_small = engine::create_pool("tcp_micro_small", 65535, 0, RTE_PKTMBUF_HEADROOM + 384);
+    if (!g_pool || !g_small) return 1;
     benchmark::Initialize(&argc, argv);
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     const unsigned in_use = rte_mempool_in_use_count(g_pool);
     if (in_use) fprintf(stderr, "warning: %u mbufs not back in the pool\n", in_use);
     rte_mempool_free(g_pool);
+    rte_mempool_free(g_small);
     return in_use ? 1 : 0;
 }

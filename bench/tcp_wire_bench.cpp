@@ -191,6 +191,13 @@ int main(int argc, char** argv) {
                   ss->stack.init(sc, pool, int(rte_socket_id())) &&
                   cs->tcp.init(client.tcp, &cs->stack, int(rte_socket_id()), secret, now) &&
                   ss->tcp.init(server.tcp, &ss->stack, int(rte_socket_id()), secret, now);
+        rte_mempool* small = engine::create_pool("slwb_small", 65535, int(rte_socket_id()),
+                                                 RTE_PKTMBUF_HEADROOM + 384);
+        ok = ok && small;
+        if (ok) {
+            cs->tcp.set_small_pool(small);
+            ss->tcp.set_small_pool(small);
+        }
         if (ok) {
             // Both ends know each other (no ARP exchange inside the measurement).
             cs->stack.arp_learned({sc.ip, sc.mac}, now);
@@ -226,6 +233,12 @@ int main(int argc, char** argv) {
         delete cs;
         delete ss;
         wire.close();
+        if (small) {
+            if (rte_mempool_in_use_count(small))
+                fprintf(stderr, "warning: %u small mbufs not back\n",
+                        rte_mempool_in_use_count(small));
+            rte_mempool_free(small);
+        }
     }
     const unsigned avail = rte_mempool_avail_count(pool), size = pool->size;
     if (avail != size) fprintf(stderr, "warning: %u mbufs not back in the pool\n", size - avail);

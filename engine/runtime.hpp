@@ -80,7 +80,8 @@ class Runtime {
   private:
     static constexpr unsigned kMaxWorkers = StatsView::kMaxWorkers;
     static constexpr unsigned kRingSize = 1024;
-    static constexpr uint16_t kSteerBurst = 64;  // RX burst cap with software RSS (stack arrays)
+    static constexpr uint16_t kSteerBurst = 64;
+    static constexpr uint16_t kSmallDataRoom = RTE_PKTMBUF_HEADROOM + 384;  // RX burst cap with software RSS (stack arrays)
 
     struct alignas(RTE_CACHE_LINE_SIZE) Worker {
         Worker(const AppConfig& c, unsigned idx) : app(c, idx) {}
@@ -360,7 +361,26 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         }
         return pools[socket];
     };
+    // TCP headers, indirect mbufs and small copies: small buffers, a small working set.
+    rte_mempool* small_pools[RTE_MAX_NUMA_NODES] = {};
+    auto small_pool_for = [&](int socket) -> rte_mempool* {
+        if (socket < 0 || socket >= RTE_MAX_NUMA_NODES) socket = 0;
+        if (!small_pools[socket]) {
+            const std::string name = "sluice_small_s" + std::to_string(socket);
+            small_pools[socket] = create_pool(name.c_str(), 65535, socket, kSmallDataRoom);
+        }
+        return small_pools[socket];
+    };
     auto free_pools = [&] {
+        for (rte_mempool*& p : small_pools) {
+            if (!p) continue;
+            const unsigned avail = rte_mempool_avail_count(p), size = p->size;
+            if (avail != size)
+                fprintf(stderr, "%s: warning: %u mbufs not back in %s\n", app_name, size - avail,
+                        p->name);
+            rte_mempool_free(p);
+            p = nullptr;
+        }
         for (rte_mempool*& p : pools) {
             if (!p) continue;
             const unsigned avail = rte_mempool_avail_count(p), size = p->size;
@@ -461,6 +481,7 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
                 if constexpr (requires(App a, proto::TcpConfig& c) { a.tcp_config(c); })
                     w->app.tcp_config(tc);
                 if (!w->tcp.init(tc, &w->stack, socket, tcp_secret, rte_rdtsc())) ok = false;
+                w->tcp.set_small_pool(small_pool_for(socket));
                 w->rss = &sh.rss;
                 if (n_workers > 1) w->tcp.set_port_filter(&Runtime::port_on_core, w);
                 view.tcp[i] = &w->tcp.counters();

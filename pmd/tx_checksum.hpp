@@ -44,7 +44,7 @@ inline uint32_t finish_tx_checksums(rte_mbuf** pkts, uint16_t n) {
                     *field =
                         m->nb_segs == 1
                             ? proto::l4_checksum(ip, rte_pktmbuf_mtod_offset(m, void*, off), l4_len)
-                            : rte_ipv4_udptcp_cksum_mbuf(m, ip, off);
+                            : proto::l4_checksum_mbuf(m, ip, off, l4_len);
                     ++sw;
                 }
                 f &= ~RTE_MBUF_F_TX_L4_MASK;

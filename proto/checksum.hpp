@@ -11,6 +11,7 @@
 
 #include <rte_byteorder.h>
 #include <rte_ip.h>
+#include <rte_mbuf.h>
 #include <rte_udp.h>
 
 namespace sluice::proto {
@@ -127,6 +128,39 @@ inline bool l4_checksum_ok(const rte_ipv4_hdr* ip, const void* l4, uint16_t l4_l
     s = (s & 0xffff) + (s >> 16);
     s = (s & 0xffff) + (s >> 16);
     return uint16_t(~s);
+}
+
+// The 16-bit sum of `len` bytes at `off` in an mbuf chain: each segment summed with
+// sum_bytes, a segment starting at an odd offset byte-swapped (RFC 1071 2(B): the sum is
+// byte-order independent, so bytes shifted by one land in the other half of the word).
+inline uint64_t sum_mbuf(const rte_mbuf* m, uint32_t off, uint32_t len, uint64_t acc = 0) {
+    while (m && off >= m->data_len) {
+        off -= m->data_len;
+        m = m->next;
+    }
+    uint32_t done = 0;
+    while (m && done < len) {
+        const uint32_t n = RTE_MIN(uint32_t(m->data_len) - off, len - done);
+        uint16_t s = fold_sum(sum_bytes(rte_pktmbuf_mtod_offset(m, const uint8_t*, off), n));
+        if (done & 1) s = uint16_t(s << 8 | s >> 8);
+        acc += s;
+        done += n;
+        off = 0;
+        m = m->next;
+    }
+    return acc;
+}
+
+// The checksum to store in a UDP/TCP segment at `l4_off` of a chain, its field zero.
+inline uint16_t l4_checksum_mbuf(const rte_mbuf* m, const rte_ipv4_hdr* ip, uint32_t l4_off,
+                                 uint16_t l4_len) {
+    const uint16_t c = uint16_t(~fold_sum(sum_mbuf(m, l4_off, l4_len, pseudo_header_sum(ip, l4_len))));
+    return c == 0 ? 0xffff : c;
+}
+
+inline bool l4_checksum_mbuf_ok(const rte_mbuf* m, const rte_ipv4_hdr* ip, uint32_t l4_off,
+                                uint16_t l4_len) {
+    return fold_sum(sum_mbuf(m, l4_off, l4_len, pseudo_header_sum(ip, l4_len))) == 0xffff;
 }
 
 }  // namespace sluice::proto

@@ -456,7 +456,7 @@ void Tcp::input(rte_mbuf* m, rte_ipv4_hdr* ip, uint64_t now) {
         stack_->counters().sw_rx_cksum++;
         const bool ok = likely(m->nb_segs == 1)
                             ? l4_checksum_ok(ip, th, uint16_t(l4_len))
-                            : rte_ipv4_udptcp_cksum_mbuf_verify(m, ip, uint16_t(l4_off)) == 0;
+                            : l4_checksum_mbuf_ok(m, ip, l4_off, uint16_t(l4_len));
         if (!ok) {
             ctr_.bad_checksum++;
             rte_pktmbuf_free(m);
@@ -522,7 +522,7 @@ void Tcp::send_rst_for(const Seg& s, rte_be32_t src, uint64_t now) {
 void Tcp::send_raw(rte_be32_t dst, rte_be16_t dport, rte_be16_t sport, uint32_t seq, uint32_t ack,
                    uint8_t flags, uint16_t wnd, const uint8_t* opts, uint16_t opt_len,
                    uint64_t now) {
-    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    rte_mbuf* m = rte_pktmbuf_alloc(hdr_pool());
     if (!m) {
         ctr_.no_mbuf++;
         return;
@@ -1625,6 +1625,7 @@ int Tcp::send(TcpConn* c, rte_mbuf* m) {
             else
                 c->sq_head = seg;
             c->sq_tail = seg;
+            c->sq_tail_own = false;
         }
         seg = nx;
     }
@@ -1646,11 +1647,29 @@ int Tcp::send_copy(TcpConn* c, const void* data, uint32_t len) {
     }
     const auto* p = static_cast<const uint8_t*>(data);
     uint32_t done = 0;
+    const uint32_t seg = std::max<uint32_t>(c->snd_mss, 1);
+    // Top up the tail mbuf this function filled before, to a multiple of the MSS: segments
+    // are then one indirect mbuf each (the common case of a stream of writes).
+    if (c->sq_tail && c->sq_tail_own) {
+        rte_mbuf* t = c->sq_tail;
+        const uint32_t fill = (seg - t->data_len % seg) % seg;
+        const uint32_t n = std::min({fill, uint32_t(rte_pktmbuf_tailroom(t)), len, space});
+        if (n) {
+            memcpy(rte_pktmbuf_mtod_offset(t, uint8_t*, t->data_len), p, n);
+            t->data_len = uint16_t(t->data_len + n);
+            t->pkt_len = t->data_len;
+            c->sq_bytes += n;
+            done = n;
+        }
+    }
     while (done < len && done < space) {
-        rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+        const uint32_t want = std::min(len - done, space - done);
+        rte_mempool* mp = (small_ && want <= small_room_) ? small_ : pool_;
+        rte_mbuf* m = rte_pktmbuf_alloc(mp);
         if (!m) break;
-        const uint32_t room = std::min<uint32_t>(rte_pktmbuf_tailroom(m), UINT16_MAX);
-        const uint32_t n = std::min({room, len - done, space - done});
+        uint32_t room = std::min<uint32_t>(rte_pktmbuf_tailroom(m), UINT16_MAX);
+        if (room >= seg && want > room) room -= room % seg;  // whole segments per mbuf
+        const uint32_t n = std::min(room, want);
         memcpy(rte_pktmbuf_append(m, uint16_t(n)), p + done, n);
         done += n;
         if (c->sq_tail)
@@ -1658,6 +1677,7 @@ int Tcp::send_copy(TcpConn* c, const void* data, uint32_t len) {
         else
             c->sq_head = m;
         c->sq_tail = m;
+        c->sq_tail_own = true;
         c->sq_bytes += n;
     }
     if (done < len) {
@@ -1990,7 +2010,7 @@ void Tcp::send_syn(TcpConn* c, uint64_t now) {
 // with Ethernet, IPv4 and TCP headers, chained to indirect mbufs over the queued payload.
 bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, uint64_t now,
                        bool retransmit) {
-    rte_mbuf* h = rte_pktmbuf_alloc(pool_);
+    rte_mbuf* h = rte_pktmbuf_alloc(hdr_pool());
     if (!h) {
         ctr_.no_mbuf++;
         want_flush(c);
@@ -2105,7 +2125,7 @@ rte_mbuf* Tcp::sq_clone(TcpConn* c, uint32_t seq, uint32_t len) {
     uint32_t off = seq - seg_seq;
     while (left && seg) {
         const uint32_t take = std::min(left, seg_payload(seg) - off);
-        rte_mbuf* mi = rte_pktmbuf_alloc(pool_);
+        rte_mbuf* mi = rte_pktmbuf_alloc(hdr_pool());
         if (!mi) {
             if (head) rte_pktmbuf_free(head);
             return nullptr;

@@ -158,6 +158,7 @@ struct TcpConn {
     bool ecn_cwr;        // set CWR on the next new data segment
     bool syn_cookie;     // created from a SYN cookie
     bool manual_window;   // see Tcp::set_manual_window
+    bool sq_tail_own;     // the send queue's tail mbuf was filled by send_copy (may grow)
     bool in_table;        // in the lookup table
     bool freed;           // released while on the flush list
     bool writable_event;  // a writable event is queued
@@ -236,6 +237,13 @@ class Tcp {
     // keys the ISN and SYN-cookie function (RFC 6528 3), the same on every core.
     bool init(const TcpConfig& cfg, Stack* stack, int socket_id, const uint8_t secret[16],
               uint64_t now);
+
+    // Mbufs for headers, indirect clones and small copies: a pool of small buffers keeps the
+    // working set in cache (default: the stack's pool).
+    void set_small_pool(rte_mempool* p) {
+        small_ = p;
+        small_room_ = p ? uint32_t(rte_pktmbuf_data_room_size(p) - RTE_PKTMBUF_HEADROOM) : 0;
+    }
 
     // --- API -----------------------------------------------------------------------------
     // Passive open on `port` (host order). Returns 0, or -EADDRINUSE / -ENOSPC.
@@ -396,6 +404,9 @@ class Tcp {
     TcpConfig cfg_{};
     Stack* stack_ = nullptr;
     rte_mempool* pool_ = nullptr;
+    rte_mempool* small_ = nullptr;
+    uint32_t small_room_ = 0;
+    rte_mempool* hdr_pool() const { return small_ ? small_ : pool_; }
     rte_hash* table_ = nullptr;
     TcpConn* conns_ = nullptr;
     TcpConn* free_conns_ = nullptr;
