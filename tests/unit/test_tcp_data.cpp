@@ -1,0 +1,275 @@
+// TCP data transfer and acknowledgment: delayed ACK (RFC 1122 4.2.3.2, RFC 5681 4.2), Nagle
+// (RFC 1122 4.2.3.4), out-of-order reassembly and SACK blocks (RFC 2018 4), sequence-number
+// wraparound (RFC 9293 3.4).
+#include "proto/tcp_seq.hpp"
+#include "tests/unit/tcp_fixture.hpp"
+
+namespace sluice::test {
+namespace {
+
+using proto::TcpState;
+
+class TcpData : public TcpTest {
+  protected:
+    Bytes cat(std::initializer_list<Bytes> parts) {
+        Bytes b;
+        for (const Bytes& p : parts) b.insert(b.end(), p.begin(), p.end());
+        return b;
+    }
+};
+
+// RFC 1122 4.2.3.2: one segment is acknowledged after the delayed-ACK time (40 ms here),
+// not before.
+TEST_F(TcpData, DelayedAckAfter40msForOneSegment) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    rx_data(pattern(500));
+    EXPECT_TRUE(tx_segs().empty());
+    EXPECT_EQ(tapp_.data, pattern(500));
+    advance(39);
+    EXPECT_TRUE(tx_segs().empty());
+    advance(1);
+    const TcpSeg a = tx_one();
+    EXPECT_EQ(a.flags, kTcpAck);
+    EXPECT_EQ(a.ack, pseq_);
+    EXPECT_EQ(tctr().delayed_acks, 1u);
+}
+
+// RFC 1122 4.2.3.2 / RFC 5681 4.2: an ACK at least for every second full-sized segment.
+TEST_F(TcpData, SecondFullSizedSegmentAckedAtOnce) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    rx_data(pattern(1448, 1));
+    EXPECT_TRUE(tx_segs().empty());
+    rx_data(pattern(1448, 2));
+    const TcpSeg a = tx_one();
+    EXPECT_EQ(a.ack, pseq_);
+    advance(100);
+    EXPECT_TRUE(tx_segs().empty()) << "no second ACK from the timer";
+    EXPECT_EQ(stats().bytes_received, 2896u);
+}
+
+// The reply to a request carries the ACK of the request: no separate pure ACK.
+TEST_F(TcpData, EchoReplyPiggybacksTheAck) {
+    tapp_.echo = true;
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    rx_data(pattern(300, 9));
+    const TcpSeg r = tx_one();
+    EXPECT_EQ(r.flags, kTcpAck | kTcpPsh);
+    EXPECT_EQ(r.seq, pack_);
+    EXPECT_EQ(r.ack, pseq_);
+    EXPECT_EQ(r.payload, pattern(300, 9));
+    EXPECT_TRUE(r.has_ts);
+    EXPECT_EQ(r.ts_ecr, peer_tsval_);
+    advance(50);
+    EXPECT_TRUE(tx_segs().empty());
+}
+
+// Segments of SMSS (MSS less the 12 bytes of timestamps, RFC 6691), PSH on the last; the
+// initial window of 10 segments (RFC 6928) limits the first flight; ACKs open more.
+TEST_F(TcpData, SendsMssSizedSegmentsWithinInitialWindow) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    const Bytes d = pattern(20000, 3);
+    send(d);
+    auto v = tx_segs();
+    ASSERT_EQ(v.size(), 10u);
+    Bytes got;
+    for (size_t i = 0; i < v.size(); ++i) {
+        EXPECT_EQ(v[i].seq, pack_ + 1448 * i);
+        EXPECT_EQ(v[i].len(), 1448u);
+        EXPECT_EQ(v[i].ack, pseq_);
+        EXPECT_FALSE(v[i].has(kTcpPsh));
+        got.insert(got.end(), v[i].payload.begin(), v[i].payload.end());
+    }
+    rx_ack(pack_ + 2 * 1448);
+    auto w = tx_segs();
+    // Slow start: cwnd + 2 SMSS and 2 segments left the network: room for 4, but only 3 full
+    // segments remain; the 1176-byte tail waits for the ACK of all (Nagle).
+    ASSERT_EQ(w.size(), 3u);
+    for (const TcpSeg& s : w) {
+        EXPECT_EQ(s.len(), 1448u);
+        got.insert(got.end(), s.payload.begin(), s.payload.end());
+    }
+    rx_ack(pack_ + 12 * 1448);
+    EXPECT_TRUE(tx_segs().empty());
+    rx_ack(pack_ + 13 * 1448);
+    const TcpSeg tail = tx_one();
+    EXPECT_EQ(tail.len(), 1176u);
+    EXPECT_TRUE(tail.has(kTcpPsh));
+    got.insert(got.end(), tail.payload.begin(), tail.payload.end());
+    EXPECT_EQ(got, d);
+    pack_ += 20000;
+    rx_ack(pack_);
+    EXPECT_EQ(stats().bytes_sent, 20000u);
+}
+
+// RFC 1122 4.2.3.4 (Nagle): a small segment waits while data is unacknowledged; the ACK
+// releases it.
+TEST_F(TcpData, NagleHoldsSmallSegmentWhileDataUnacked) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    send(pattern(100, 1));
+    const TcpSeg a = tx_one();
+    EXPECT_EQ(a.len(), 100u);
+    send(pattern(50, 2));
+    send(pattern(50, 3));
+    EXPECT_TRUE(tx_segs().empty());
+    rx_ack(pack_ + 100);
+    const TcpSeg b = tx_one();
+    EXPECT_EQ(b.seq, pack_ + 100);
+    EXPECT_EQ(b.payload, cat({pattern(50, 2), pattern(50, 3)})) << "coalesced";
+}
+
+// TCP_NODELAY: small segments go at once.
+TEST_F(TcpData, NodelaySendsSmallSegmentsAtOnce) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    tcp().set_nodelay(conn_, true);
+    send(pattern(100, 1));
+    send(pattern(50, 2));
+    auto v = tx_segs();
+    ASSERT_EQ(v.size(), 2u);
+    EXPECT_EQ(v[1].seq, pack_ + 100);
+    EXPECT_EQ(v[1].payload, pattern(50, 2));
+}
+
+// RFC 5681 4.2 and RFC 2018 4: out-of-order data is acknowledged at once, with SACK blocks,
+// the first holding the most recently received segment; the queue delivers in order once the
+// gaps fill, and the ACK of a segment that fills a gap is immediate.
+TEST_F(TcpData, OutOfOrderSackBlocksAndReassembly) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    const uint32_t base = pseq_;
+    std::vector<Bytes> part;
+    for (int i = 0; i < 5; ++i) part.push_back(pattern(1000, uint8_t(10 * i)));
+    auto seg = [&](int i) { rx_seg(kTcpAck, base + 1000 * i, pack_, part[size_t(i)]); };
+    using Blocks = std::vector<std::pair<uint32_t, uint32_t>>;
+
+    seg(2);
+    TcpSeg a = tx_one();
+    EXPECT_EQ(a.ack, base);
+    EXPECT_EQ(a.sack, (Blocks{{base + 2000, base + 3000}}));
+    seg(4);
+    a = tx_one();
+    EXPECT_EQ(a.ack, base);
+    EXPECT_EQ(a.sack, (Blocks{{base + 4000, base + 5000}, {base + 2000, base + 3000}}));
+    seg(1);  // joins [2000, 3000): the block holding it comes first
+    a = tx_one();
+    EXPECT_EQ(a.sack, (Blocks{{base + 1000, base + 3000}, {base + 4000, base + 5000}}));
+    EXPECT_TRUE(tapp_.data.empty());
+    seg(0);
+    a = tx_one();
+    EXPECT_EQ(a.ack, base + 3000) << "the gap filled: ACK at once";
+    EXPECT_EQ(a.sack, (Blocks{{base + 4000, base + 5000}}));
+    EXPECT_EQ(tapp_.data, cat({part[0], part[1], part[2]}));
+    seg(3);
+    a = tx_one();
+    EXPECT_EQ(a.ack, base + 5000);
+    EXPECT_TRUE(a.sack.empty());
+    EXPECT_EQ(tapp_.data, cat({part[0], part[1], part[2], part[3], part[4]}));
+    EXPECT_EQ(stats().bytes_received, 5000u);
+    EXPECT_EQ(tctr().ooo_segs, 3u);
+}
+
+// Overlapping and duplicate out-of-order segments: each byte is delivered once.
+TEST_F(TcpData, OverlappingSegmentsDeliveredOnce) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    const uint32_t base = pseq_;
+    const Bytes all = pattern(3000, 77);
+    auto sub = [&](uint32_t off, uint32_t len) {
+        return Bytes(all.begin() + off, all.begin() + off + len);
+    };
+    rx_seg(kTcpAck, base + 1000, pack_, sub(1000, 1000));
+    rx_seg(kTcpAck, base + 1500, pack_, sub(1500, 1000));  // overlaps, extends
+    rx_seg(kTcpAck, base + 1000, pack_, sub(1000, 1000));  // duplicate
+    rx_seg(kTcpAck, base, pack_, sub(0, 1200));            // overlaps the queue's head
+    rx_seg(kTcpAck, base + 2500, pack_, sub(2500, 500));
+    EXPECT_EQ(tapp_.data, all);
+    tx_segs();
+    advance(40);
+    auto v = tx_segs();
+    if (!v.empty()) {
+        EXPECT_EQ(v.back().ack, base + 3000);
+    }
+}
+
+// RFC 9293 3.4: the peer's sequence numbers wrap (ISN 0xfffffff0): data across 2^32, in and
+// out of order, is delivered in order and acknowledged with wrapped numbers.
+TEST_F(TcpData, PeerSequenceWrapsAround) {
+    ASSERT_NO_FATAL_FAILURE(open_passive(linux_syn_opts(), 0xfffffff0u));
+    EXPECT_EQ(pseq_, 0xfffffff1u);
+    const Bytes a = pattern(1000, 1), b = pattern(1000, 2), c = pattern(1000, 3);
+    rx_seg(kTcpAck, pseq_ + 1000, pack_, b);  // [0x3d9, 0x7c1): past the wrap, early
+    TcpSeg s = tx_one();
+    EXPECT_EQ(s.ack, 0xfffffff1u);
+    ASSERT_EQ(s.sack.size(), 1u);
+    EXPECT_EQ(s.sack[0].first, 0xfffffff1u + 1000);
+    rx_data(a);  // crosses 2^32
+    s = tx_one();
+    EXPECT_EQ(s.ack, uint32_t(0xfffffff1u + 2000));
+    pseq_ += 1000;
+    rx_data(c);
+    EXPECT_EQ(tapp_.data, cat({a, b, c}));
+    advance(40);
+    s = tx_one();
+    EXPECT_EQ(s.ack, uint32_t(0xfffffff1u + 3000));
+    EXPECT_EQ(s.ack, 0xba9u);
+}
+
+// Our sequence numbers wrap: the ISN (RFC 6528: a 4 us clock plus a keyed hash of the tuple)
+// is steered near 2^32 by moving the virtual clock, then data is sent across the wrap and
+// acknowledged.
+TEST_F(TcpData, OurSequenceWrapsAround) {
+    // The ISN this tuple gets now.
+    conn_ = tcp().connect(rte_cpu_to_be_32(kPeerIp), kPeerPort, now_, kLocalPort);
+    step();
+    const uint32_t iss0 = tx_one().seq;
+    tcp().abort(conn_);
+    step();
+    tx_segs();
+    // 2048 below 2^32: the clock moves d * 4 us.
+    const uint32_t want = 0xfffff800u;
+    const uint32_t d = want - iss0;
+    now_ += uint64_t(d) * 4000;
+    stack().arp_learned(proto::Stack::ArpFact{rte_cpu_to_be_32(kPeerIp), kPeerMac}, now_);
+    start_tcp(tcp_config());
+    ASSERT_NO_FATAL_FAILURE(open_active());
+    ASSERT_EQ(iss_, want);
+    const Bytes data = pattern(5000, 42);
+    send(data);
+    auto v = tx_segs();
+    ASSERT_EQ(v.size(), 3u) << "the tail waits (Nagle)";
+    EXPECT_EQ(v[0].seq, 0xfffff801u);
+    EXPECT_EQ(v[1].seq, 0xfffff801u + 1448);
+    EXPECT_EQ(v[2].seq, uint32_t(0xfffff801u + 2896));  // past the wrap
+    EXPECT_LT(v[2].seq, 0x1000u);
+    EXPECT_EQ(v[1].payload, Bytes(data.begin() + 1448, data.begin() + 2896)) << "across 2^32";
+    rx_ack(uint32_t(0xfffff801u + 2896));
+    EXPECT_TRUE(tx_segs().empty()) << "the tail still waits for the last full segment";
+    rx_ack(uint32_t(0xfffff801u + 4344));
+    v = tx_segs();
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].seq, uint32_t(0xfffff801u + 4344));
+    EXPECT_EQ(v[0].payload, Bytes(data.begin() + 4344, data.end()));
+    rx_ack(uint32_t(0xfffff801u + 5000));
+    EXPECT_EQ(stats().bytes_sent, 5000u);
+    // And the peer's data is acknowledged as usual.
+    rx_data(pattern(10));
+    EXPECT_EQ(tapp_.data, pattern(10));
+}
+
+// RFC 9293 3.4 arithmetic (tcp_seq.hpp): comparisons modulo 2^32.
+TEST(TcpSeq, ComparisonsModulo2To32) {
+    using namespace proto;
+    static_assert(seq_lt(0xfffffff0u, 0x10u));
+    static_assert(seq_gt(0x10u, 0xfffffff0u));
+    static_assert(seq_leq(5u, 5u) && seq_geq(5u, 5u) && !seq_lt(5u, 5u));
+    static_assert(seq_in(0u, 0xfffffff0u, 0x10u));
+    static_assert(seq_in(0xfffffff0u, 0xfffffff0u, 0x10u));
+    static_assert(!seq_in(0x10u, 0xfffffff0u, 0x10u));  // half-open
+    static_assert(!seq_in(0xffffffefu, 0xfffffff0u, 0x10u));
+    static_assert(seq_max(0xfffffff0u, 0x10u) == 0x10u);
+    static_assert(seq_min(0xfffffff0u, 0x10u) == 0xfffffff0u);
+    EXPECT_TRUE(seq_lt(0x7fffffffu, 0x80000000u));
+    EXPECT_TRUE(seq_lt(0u, 0x7fffffffu));
+    EXPECT_TRUE(seq_gt(0u, 0x80000001u)) << "more than 2^31 behind wraps to ahead";
+    EXPECT_FALSE(seq_in(5u, 5u, 5u)) << "an empty window holds nothing";
+}
+
+}  // namespace
+}  // namespace sluice::test
