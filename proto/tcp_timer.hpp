@@ -32,19 +32,26 @@ class TcpTimerWheel {
         if (expires <= cur_) expires = cur_ + 1;
         t->expires = expires;
         link(&slots_[expires & (kSlots - 1)], t);
+        ++armed_;
     }
     void cancel(TcpTimer* t) {
         if (!t->armed()) return;
         t->prev->next = t->next;
         t->next->prev = t->prev;
         t->prev = t->next = nullptr;
+        --armed_;
     }
+    unsigned armed() const { return armed_; }
 
     // Advances to `now_tick`, calling fire(t) for every timer that expired (disarmed first;
     // fire may re-arm it or arm others).
     template <class F>
     void advance(uint64_t now_tick, F&& fire) {
         while (cur_ < now_tick) {
+            if (armed_ == 0) {  // nothing to fire: skip the empty span
+                cur_ = now_tick;
+                return;
+            }
             ++cur_;
             TcpTimer& head = slots_[cur_ & (kSlots - 1)];
             // Move the expired ones to the due list first: fire() may arm timers in this very
@@ -54,6 +61,7 @@ class TcpTimerWheel {
                 if (t->expires <= cur_) {
                     cancel(t);
                     link(&due_, t);
+                    ++armed_;  // still armed until fired (cancel() on the due list undoes it)
                 }
                 t = nx;
             }
@@ -74,6 +82,7 @@ class TcpTimerWheel {
     }
 
     uint64_t cur_ = 0;
+    unsigned armed_ = 0;
     TcpTimer due_;
     TcpTimer slots_[kSlots];
 };
