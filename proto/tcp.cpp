@@ -1912,7 +1912,7 @@ void Tcp::arm_idle(TcpConn* c) {
 }
 
 // Options we put in a segment (RFC 9293 3.2; RFC 7323 3.2 and appendix A layout; RFC 2018).
-unsigned Tcp::write_options(TcpConn* c, uint8_t flags, uint8_t* p, uint64_t now) {
+unsigned Tcp::write_options(TcpConn* c, uint8_t flags, uint8_t* p, uint64_t now, uint32_t len) {
     unsigned n = 0;
     if (flags & kSyn) {
         p[n++] = kOptMss;
@@ -1952,10 +1952,14 @@ unsigned Tcp::write_options(TcpConn* c, uint8_t flags, uint8_t* p, uint64_t now)
         memcpy(p + n + 4, &te, 4);
         n += 8;
     }
-    if (c->sack_ok && c->ooo) {
+    // RFC 6691 / RFC 2018: options and payload together within the segment size (snd_mss
+    // counts the timestamps already): a full-sized data segment has no room for SACK blocks,
+    // a shorter one for fewer (the pure ACKs carry them all).
+    const uint32_t sack_room = c->snd_mss > len ? c->snd_mss - len : 0;
+    if (c->sack_ok && c->ooo && sack_room >= 4 + 8) {
         // RFC 2018 4: the first block holds the most recently received segment; then the
         // others, up to what fits (3 with timestamps).
-        const unsigned max_blocks = c->ts_ok ? 3 : 4;
+        const unsigned max_blocks = std::min<unsigned>(c->ts_ok ? 3 : 4, (sack_room - 4) / 8);
         TcpSackBlock blocks[4];
         unsigned nb = 0;
         // Coalesce the queue into contiguous ranges.
@@ -2027,7 +2031,7 @@ bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, ui
         }
     }
     uint8_t opts[40];
-    const unsigned opt_len = write_options(c, flags, opts, now);
+    const unsigned opt_len = write_options(c, flags, opts, now, len);
     const uint16_t hlen = uint16_t(kTcpHdrLen + opt_len);
     char* p = rte_pktmbuf_append(h, uint16_t(kHdrs + hlen));
     auto* ip = reinterpret_cast<rte_ipv4_hdr*>(p + kEthHdrLen);

@@ -385,7 +385,8 @@ class Tcp {
                   uint8_t flags, uint16_t wnd, const uint8_t* opts, uint16_t opt_len,
                   uint64_t now);
     void fill_ip(rte_mbuf* m, rte_ipv4_hdr* ip, rte_be32_t dst, uint16_t l4_len, bool ect);
-    unsigned write_options(TcpConn* c, uint8_t flags, uint8_t* p, uint64_t now);
+    // `len`: the payload the segment carries (SACK blocks take only the room it leaves).
+    unsigned write_options(TcpConn* c, uint8_t flags, uint8_t* p, uint64_t now, uint32_t len);
     uint32_t rcv_window(const TcpConn* c) const;
     uint32_t tsval(uint64_t now) const { return uint32_t(now / ts_div_); }
     uint32_t isn(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport, uint64_t now) const;
