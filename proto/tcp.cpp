@@ -1919,6 +1919,12 @@ unsigned Tcp::write_options(TcpConn* c, uint8_t flags, uint8_t* p, uint64_t now,
         p[n++] = 4;
         p[n++] = uint8_t(cfg_.mss >> 8);
         p[n++] = uint8_t(cfg_.mss);
+        if (c->sack_ok && !c->ts_ok) {
+            // Without timestamps SACK-permitted is padded on its own (the header length is in
+            // 32-bit words: MSS 4 + NOP NOP SACK-permitted 4 + NOP WS 4).
+            p[n++] = kOptNop;
+            p[n++] = kOptNop;
+        }
         if (c->sack_ok) {
             p[n++] = kOptSackPerm;
             p[n++] = 2;
