@@ -376,8 +376,13 @@ class Tcp {
     void output(TcpConn* c, uint64_t now);
     bool send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, uint64_t now,
                       bool retransmit);
+    // A pure ACK is numbered SND.MAX, not SND.NXT (as BSD's tcp_output): after a timeout
+    // SND.NXT goes back to SND.UNA (go back N), and an ACK numbered below what the peer has
+    // received is unacceptable to it (RFC 9293 3.10.7.4), dropped without its ACK field being
+    // read. In persist, SND.MAX may lie one byte past the window: SND.NXT then.
     void send_ack(TcpConn* c, uint64_t now) {
-        send_segment(c, c->snd_nxt, 0, RTE_TCP_ACK_FLAG, now, false);
+        const uint32_t seq = c->rtx_kind == TcpConn::rtx_persist ? c->snd_nxt : c->snd_max;
+        send_segment(c, seq, 0, RTE_TCP_ACK_FLAG, now, false);
     }
     void send_syn(TcpConn* c, uint64_t now);
     void send_rst_for(const Seg& s, rte_be32_t src, uint64_t now);
