@@ -786,6 +786,7 @@ void Tcp::input_syn_sent(TcpConn* c, Seg& s, uint64_t now) {
         wheel_.cancel(&c->rtx_timer);
         c->rtx_kind = TcpConn::rtx_none;
         set_state(c, TcpState::established);
+        if (c->keepalive) arm_idle(c);  // RFC 1122 4.2.3.6
         event(TcpEvent::connected, c);
         c->ack_now = true;
         // Data on the SYN-ACK (allowed, rare): deliver it.
@@ -1080,6 +1081,8 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
         if (c->snd_una == c->snd_max) {
             wheel_.cancel(&c->rtx_timer);
             c->rtx_kind = TcpConn::rtx_none;
+            // RFC 1122 4.2.3.6: idle from now (also what arms it once the handshake is done).
+            if (c->keepalive && c->state == TcpState::established) arm_idle(c);
         } else {
             arm_rto(c, true);
         }
