@@ -1112,7 +1112,8 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
             }
         }
     } else if (s.ack == c->snd_una && s.len == 0 && !(s.flags & (kSyn | kFin)) &&
-               c->snd_max != c->snd_una && wnd == c->snd_wnd) {
+               c->snd_max != c->snd_una && wnd == c->snd_wnd && wnd != 0) {
+        // (A zero window refusing a probe is not a sign of loss.)
         // A duplicate ACK (RFC 5681 2, "DUPLICATE ACKNOWLEDGMENT").
         c->dupacks++;
         if (!c->in_recovery) {
@@ -1138,6 +1139,9 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
             wheel_.cancel(&c->rtx_timer);
             c->rtx_kind = TcpConn::rtx_none;
             c->backoff = 0;
+            // A refused probe byte goes again with what follows it (else Nagle would hold
+            // the rest behind it until the RTO).
+            c->snd_nxt = c->snd_una;
         }
     }
     return true;
@@ -1866,7 +1870,10 @@ void Tcp::output(TcpConn* c, uint64_t now) {
     if (c->ack_now && !sent_any) send_ack(c, now);
     // Timers: retransmission while anything is outstanding (RFC 6298 5.1: started if not
     // running), persist when the peer's window is closed with data waiting (RFC 9293 3.8.6.1).
-    if (c->snd_una != c->snd_max) {
+    if (c->snd_una != c->snd_max &&
+        !(c->snd_wnd == 0 && c->rtx_kind == TcpConn::rtx_persist && c->rtx_timer.armed())) {
+        // (A zero-window probe outstanding stays under the persist timer: probing goes on
+        // while the peer answers, RFC 9293 3.8.6.1.)
         if (c->rtx_kind != TcpConn::rtx_rto || !c->rtx_timer.armed()) arm_rto(c, true);
     } else if (c->snd_wnd == 0 && c->sq_bytes) {
         if (c->rtx_kind != TcpConn::rtx_persist || !c->rtx_timer.armed()) {
@@ -2236,8 +2243,11 @@ void Tcp::timer_fired(TcpConn* c, uint64_t now) {
             // RFC 9293 3.8.6.1: probe the zero window with one byte; back off, never give up
             // while the peer answers.
             ctr_.persist_probes++;
-            if (c->sq_bytes && c->snd_wnd == 0 && c->snd_una == c->snd_max) {
-                send_segment(c, c->snd_nxt, 1, kAck, now, false);
+            if (c->sq_bytes && c->snd_wnd == 0) {
+                if (c->snd_una == c->snd_max)
+                    send_segment(c, c->snd_nxt, 1, kAck, now, false);
+                else  // the probe byte was refused: the same byte again
+                    send_segment(c, c->snd_una, 1, kAck, now, true);
             }
             if (c->backoff < 16) c->backoff++;
             c->rtx_kind = TcpConn::rtx_persist;
