@@ -376,12 +376,14 @@ class Tcp {
     void output(TcpConn* c, uint64_t now);
     bool send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, uint64_t now,
                       bool retransmit);
-    // A pure ACK is numbered SND.MAX, not SND.NXT (as BSD's tcp_output): after a timeout
-    // SND.NXT goes back to SND.UNA (go back N), and an ACK numbered below what the peer has
-    // received is unacceptable to it (RFC 9293 3.10.7.4), dropped without its ACK field being
-    // read. In persist, SND.MAX may lie one byte past the window: SND.NXT then.
+    // A pure ACK is numbered SND.MAX, not SND.NXT: after a timeout SND.NXT goes back to
+    // SND.UNA (go back N), and an ACK numbered below what the peer has received is
+    // unacceptable to it (RFC 9293 3.10.7.4), dropped without its ACK field being read. Nor
+    // beyond the right edge of the peer's window (a window that closed with data in flight;
+    // a persist probe): unacceptable too. As Linux's tcp_acceptable_seq().
     void send_ack(TcpConn* c, uint64_t now) {
-        const uint32_t seq = c->rtx_kind == TcpConn::rtx_persist ? c->snd_nxt : c->snd_max;
+        const uint32_t wnd_end = c->snd_una + c->snd_wnd;
+        const uint32_t seq = seq_leq(c->snd_max, wnd_end) ? c->snd_max : wnd_end;
         send_segment(c, seq, 0, RTE_TCP_ACK_FLAG, now, false);
     }
     void send_syn(TcpConn* c, uint64_t now);
