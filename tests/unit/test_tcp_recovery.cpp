@@ -1,0 +1,225 @@
+// TCP loss recovery and congestion signals: fast retransmit (RFC 5681 3.2), NewReno partial
+// ACKs (RFC 6582), SACK-based recovery (RFC 6675), ECN (RFC 3168), per-connection statistics.
+#include <set>
+
+#include "proto/tcp_seq.hpp"
+#include "tests/unit/tcp_fixture.hpp"
+
+namespace sluice::test {
+namespace {
+
+using proto::TcpState;
+
+class TcpRecovery : public TcpTest {
+  protected:
+    static constexpr uint32_t kMss = 1448;
+    // Established (RTT 1 ms), `n` full segments sent and taken.
+    void open_and_send(unsigned n, proto::TcpCcAlgo cc, bool sack) {
+        proto::TcpConfig c = tcp_config();
+        c.cc = cc;
+        c.sack = sack;
+        start_tcp(c);
+        ASSERT_NO_FATAL_FAILURE(open_passive());
+        send(pattern(n * kMss, 11));
+        auto v = tx_segs();
+        ASSERT_EQ(v.size(), n);
+        base_ = pack_;
+    }
+    uint32_t seg(unsigned i) const { return base_ + i * kMss; }
+    uint32_t base_ = 0;
+};
+
+// RFC 5681 3.2: the third duplicate ACK (not the first or second) retransmits the missing
+// segment at once; ssthresh = max(FlightSize / 2, 2 SMSS), cwnd = ssthresh + 3 SMSS.
+TEST_F(TcpRecovery, FastRetransmitOnThirdDuplicateAck) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::newreno, false));
+    rx_ack(seg(1));  // segment 1 lost: 2..9 arrive
+    tx_segs();
+    rx_ack(seg(1));
+    rx_ack(seg(1));
+    EXPECT_TRUE(tx_segs().empty()) << "two duplicate ACKs are not enough";
+    rx_ack(seg(1));
+    auto v = tx_segs();
+    ASSERT_GE(v.size(), 1u);
+    EXPECT_EQ(v[0].seq, seg(1));
+    EXPECT_EQ(v[0].len(), kMss);
+    EXPECT_EQ(stats().fast_retransmits, 1u);
+    EXPECT_EQ(stats().retransmits, 1u);
+    EXPECT_EQ(stats().ssthresh, 9 * kMss / 2);
+    EXPECT_EQ(stats().cwnd, 9 * kMss / 2 + 3 * kMss);
+    EXPECT_EQ(stats().rto_expirations, 0u);
+}
+
+// RFC 6582 3.2 step 4: a partial ACK (above the old SND.UNA, below `recover`) retransmits
+// the next missing segment at once and stays in recovery; step 3: the full ACK ends it with
+// cwnd = min(ssthresh, FlightSize + SMSS).
+TEST_F(TcpRecovery, NewRenoPartialAckRetransmitsNextHole) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::newreno, false));
+    // Segments 0 and 4 lost.
+    for (int i = 0; i < 3; ++i) rx_ack(seg(0));
+    auto v = tx_segs();
+    ASSERT_GE(v.size(), 1u);
+    EXPECT_EQ(v[0].seq, seg(0));
+    const uint32_t ssthresh = stats().ssthresh;
+    EXPECT_EQ(ssthresh, 10 * kMss / 2);
+    // The retransmission arrives: the ACK covers 0..3, not 4 (partial).
+    rx_ack(seg(4));
+    v = tx_segs();
+    ASSERT_GE(v.size(), 1u);
+    EXPECT_EQ(v[0].seq, seg(4)) << "the next hole, without waiting for 3 more duplicates";
+    EXPECT_EQ(v[0].len(), kMss);
+    EXPECT_EQ(stats().fast_retransmits, 1u) << "one recovery episode";
+    // Everything (including what recovery sent past segment 9) acknowledged.
+    const uint32_t all = pack_ + uint32_t(10 * kMss);
+    rx_ack(all);
+    EXPECT_LE(stats().cwnd, ssthresh);
+    EXPECT_EQ(stats().rto_expirations, 0u);
+    EXPECT_EQ(stats().bytes_sent, 10u * kMss);
+}
+
+// RFC 6675: with SACK the scoreboard drives recovery; every hole below the highest SACKed
+// byte is retransmitted (pipe permitting), not only the first.
+TEST_F(TcpRecovery, SackRecoveryRetransmitsEachHole) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true));
+    // Segments 0 and 4 lost; the peer SACKs 1..3 and 5..9 as they arrive.
+    auto sack = [&](std::vector<std::pair<uint32_t, uint32_t>> b) {
+        TcpOpts o;
+        o.sack = std::move(b);
+        rx_ack(seg(0), o);
+    };
+    sack({{seg(1), seg(2)}});
+    sack({{seg(1), seg(3)}});
+    sack({{seg(1), seg(4)}});
+    sack({{seg(5), seg(6)}, {seg(1), seg(4)}});
+    sack({{seg(5), seg(7)}, {seg(1), seg(4)}});
+    auto v = tx_segs();
+    std::set<uint32_t> rtx;
+    for (const TcpSeg& s : v)
+        if (proto::seq_lt(s.seq, seg(10))) rtx.insert(s.seq);
+    EXPECT_TRUE(rtx.count(seg(0))) << "the first hole";
+    EXPECT_EQ(stats().fast_retransmits, 1u);
+    sack({{seg(5), seg(10)}, {seg(1), seg(4)}});
+    for (const TcpSeg& s : tx_segs())
+        if (proto::seq_lt(s.seq, seg(10))) rtx.insert(s.seq);
+    EXPECT_TRUE(rtx.count(seg(4))) << "the second hole, from the scoreboard";
+    EXPECT_FALSE(rtx.count(seg(1)) || rtx.count(seg(2)) || rtx.count(seg(5)))
+        << "SACKed segments are not sent again";
+    rx_ack(seg(10));
+    EXPECT_EQ(stats().rto_expirations, 0u);
+    EXPECT_EQ(stats().bytes_sent, 10u * kMss);
+}
+
+// RFC 3168 6.1.1: an ECN-setup SYN (ECE, CWR) gets an ECN-setup SYN-ACK (ECE, not CWR);
+// data we send is ECT(0) (6.1.2), never pure ACKs or retransmissions.
+TEST_F(TcpRecovery, EcnNegotiatedOnPassiveOpen) {
+    ASSERT_EQ(tcp().listen(kSrvPort), 0);
+    listening_ = true;
+    rx_seg(kTcpSyn | kTcpEce | kTcpCwr, kPeerIsn, 0, {}, linux_syn_opts());
+    const TcpSeg sa = tx_one();
+    EXPECT_EQ(sa.flags, kTcpSyn | kTcpAck | kTcpEce);
+    EXPECT_EQ(sa.ecn, 0) << "no ECT on a SYN-ACK";
+    pseq_ = kPeerIsn + 1;
+    pack_ = sa.seq + 1;
+    rx_ack(pack_);
+    conn_ = tapp_.conn;
+    ASSERT_NE(conn_, nullptr);
+    send(pattern(100));
+    const TcpSeg d = tx_one();
+    EXPECT_EQ(d.ecn, 2) << "ECT(0)";
+    rx_data(pattern(10));
+    advance(40);
+    EXPECT_EQ(tx_one().ecn, 0) << "a pure ACK is not ECT";
+}
+
+// A SYN without ECE/CWR: no ECN (SYN-ACK without ECE, data not ECT).
+TEST_F(TcpRecovery, NoEcnWithoutEcnSetupSyn) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    EXPECT_FALSE(synack_.has(kTcpEce));
+    send(pattern(100));
+    EXPECT_EQ(tx_one().ecn, 0);
+}
+
+// RFC 3168 6.1.3: a CE-marked data segment makes every following ACK carry ECE, until a
+// segment with CWR arrives.
+TEST_F(TcpRecovery, CeMarkEchoedWithEceUntilCwr) {
+    ASSERT_EQ(tcp().listen(kSrvPort), 0);
+    listening_ = true;
+    rx_seg(kTcpSyn | kTcpEce | kTcpCwr, kPeerIsn, 0, {}, linux_syn_opts());
+    const TcpSeg sa = tx_one();
+    pseq_ = kPeerIsn + 1;
+    pack_ = sa.seq + 1;
+    rx_ack(pack_);
+    conn_ = tapp_.conn;
+    ASSERT_NE(conn_, nullptr);
+    rx_seg(kTcpAck | kTcpPsh, pseq_, pack_, pattern(100), {}, 0xffffffff, 3 /* CE */);
+    pseq_ += 100;
+    TcpSeg a = tx_one();
+    EXPECT_TRUE(a.has(kTcpEce)) << "CE is acknowledged at once, with ECE";
+    EXPECT_EQ(tctr().ecn_ce, 1u);
+    rx_seg(kTcpAck | kTcpPsh, pseq_, pack_, pattern(100), {}, 0xffffffff, 2 /* ECT(0) */);
+    pseq_ += 100;
+    advance(40);
+    a = tx_one();
+    EXPECT_TRUE(a.has(kTcpEce)) << "ECE persists until CWR";
+    rx_seg(kTcpAck | kTcpPsh | kTcpCwr, pseq_, pack_, pattern(100), {}, 0xffffffff, 2);
+    pseq_ += 100;
+    advance(40);
+    a = tx_one();
+    EXPECT_FALSE(a.has(kTcpEce)) << "CWR received: ECE stops";
+}
+
+// RFC 3168 6.1.2: an ECE on an ACK reduces the congestion window (once per window) and the
+// next new data segment carries CWR.
+TEST_F(TcpRecovery, EceReducesCwndAndSetsCwr) {
+    ASSERT_EQ(tcp().listen(kSrvPort), 0);
+    listening_ = true;
+    rx_seg(kTcpSyn | kTcpEce | kTcpCwr, kPeerIsn, 0, {}, linux_syn_opts());
+    const TcpSeg sa = tx_one();
+    pseq_ = kPeerIsn + 1;
+    pack_ = sa.seq + 1;
+    rx_ack(pack_);
+    conn_ = tapp_.conn;
+    ASSERT_NE(conn_, nullptr);
+    send(pattern(4 * kMss));
+    tx_segs();
+    const uint32_t cwnd0 = stats().cwnd;
+    rx_seg(kTcpAck | kTcpEce, pseq_, pack_ + kMss);
+    EXPECT_LT(stats().cwnd, cwnd0);
+    const uint32_t cwnd1 = stats().cwnd;
+    rx_seg(kTcpAck | kTcpEce, pseq_, pack_ + 2 * kMss);
+    EXPECT_GE(stats().cwnd, cwnd1) << "one reduction per window of data";
+    rx_ack(pack_ + 4 * kMss);
+    tx_segs();
+    send(pattern(100));
+    const TcpSeg d = tx_one();
+    EXPECT_TRUE(d.has(kTcpCwr));
+    EXPECT_EQ(d.ecn, 2);
+}
+
+// Per-connection statistics: RTT, window, retransmissions, bytes and segments.
+TEST_F(TcpRecovery, PerConnectionStats) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    advance(10);
+    send(pattern(3 * kMss));
+    tx_segs();
+    advance(20);
+    rx_ack(pack_ + 3 * kMss);
+    rx_data(pattern(500));
+    advance(40);
+    tx_segs();
+    const proto::TcpConnStats s = stats();
+    EXPECT_EQ(s.state, TcpState::established);
+    EXPECT_EQ(s.bytes_sent, 3u * kMss);
+    EXPECT_EQ(s.bytes_received, 500u);
+    EXPECT_GT(s.srtt_us, 0u);
+    EXPECT_GE(s.cwnd, 10u * kMss);
+    EXPECT_EQ(s.retransmits, 0u);
+    EXPECT_EQ(s.snd_wnd, 65535u << 7);
+    EXPECT_EQ(s.rcv_wnd, 1u << 20);
+    EXPECT_GE(s.segs_out, 4u);
+    EXPECT_GE(s.segs_in, 3u);
+    EXPECT_GE(s.rto_ms, 200u);
+}
+
+}  // namespace
+}  // namespace sluice::test
