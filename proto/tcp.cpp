@@ -767,6 +767,10 @@ void Tcp::input_syn_sent(TcpConn* c, Seg& s, uint64_t now) {
     }
     c->irs = s.seq;
     c->rcv_nxt = s.seq + 1;
+    // The window our SYN offered, now that it has a left edge: the SYN went out with RCV.NXT
+    // 0, and an RCV.ADV left relative to 0 reads, half the time, as a window of up to 2 GB
+    // (rcv_window() then offers the most the field can say, whatever the buffer).
+    c->rcv_adv = c->rcv_nxt + std::min<uint32_t>(c->rcv_buf, 65535);
     negotiate(c, s);
     // RFC 3168 6.1.1: the SYN-ACK to an ECN-setup SYN has ECE set and CWR clear.
     c->ecn_ok = c->ecn_ok && (s.flags & (kEce | kCwr)) == kEce;
