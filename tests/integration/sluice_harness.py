@@ -18,9 +18,16 @@ parent-death signal, and namespaces/runtime dirs left by a test process that was
 are reaped by the next run (their name carries the dead pid).
 
 Test files call `sluice_harness.main()`, which parses
-  --mode tap|af_packet  --reflector PATH  [--udpgen PATH]  [unittest options]
+  --mode tap|af_packet  --reflector PATH  [--udpgen PATH]  [--echo PATH]  [unittest options]
 and exits 77 (meson: skipped) when the environment cannot run the tests (not root, no
-`ip netns`, no TUN or veth support).
+`ip netns`, no TUN or veth support, or `main(needs=("echo",))` and no --echo given).
+
+The same fixture runs any Sluice app that takes the engine's options (--port --ip --quiet
+... and EAL options after `--`) and prints a line containing "ready" once its engine is up:
+ReflectorEnv(mode, binary, extra_args=...) starts sluice-echo as well, as a server (stopped by
+SIGINT) or as a client that ends by itself (wait_exit()). Helpers it runs in the namespace
+(spawn()) are killed before the namespace is deleted. SLUICE_PCAP_DIR=DIR: every environment
+also records the kernel side's traffic with tcpdump to DIR/<namespace>.pcap (debugging).
 """
 
 import argparse
@@ -51,6 +58,9 @@ NS_PATTERN = re.compile(r"^sl-(\d+)-(\d+)$")
 READY_TIMEOUT_S = 40.0  # EAL init without hugepages takes a few seconds on a small box
 STOP_TIMEOUT_S = 10.0
 HERE = os.path.dirname(os.path.abspath(__file__))
+# What the engine prints at exit when mbufs did not come back to their pool (a leak):
+# "<app>: warning: N mbufs not back in <pool>".
+LEAK_PATTERN = re.compile(r"mbufs not back")
 
 
 class Config:
@@ -58,6 +68,7 @@ class Config:
     mode: str = ""
     reflector: str = ""
     udpgen: str | None = None
+    echo: str | None = None
 
 
 CONFIG = Config()
@@ -176,11 +187,107 @@ def eal_args(prefix: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Helper processes in a namespace.
+
+class NsProcess:
+    """A background process inside a test namespace (ReflectorEnv.spawn): its stdout and
+    stderr are collected by reader threads; every wait is bounded. Killed by the env's stop()
+    (it also gets SIGTERM if the test process dies)."""
+
+    def __init__(self, env: "ReflectorEnv", argv: list[str], *, stdin: bool = False):
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            ["setpriv", "--pdeathsig", "TERM", "ip", "netns", "exec", env.name, *argv],
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, errors="replace")
+        self.stdout_lines: list[str] = []
+        self.stderr_lines: list[str] = []
+        self._cond = threading.Condition()
+        self._readers = []
+        for stream, sink in ((self.proc.stdout, self.stdout_lines),
+                             (self.proc.stderr, self.stderr_lines)):
+            t = threading.Thread(target=self._read, args=(stream, sink), daemon=True)
+            t.start()
+            self._readers.append(t)
+
+    def _read(self, stream, sink: list) -> None:
+        for line in stream:
+            with self._cond:
+                sink.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_line(self, text: str, *, timeout: float, stream: str = "stderr") -> str:
+        """Waits for a line containing `text`; raises if the process exits first or on timeout."""
+        sink = self.stderr_lines if stream == "stderr" else self.stdout_lines
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in sink:
+                    if text in line:
+                        return line
+                if self.proc.poll() is not None and not any(t.is_alive() for t in self._readers):
+                    raise CommandError(f"{self.argv[:3]} exited with {self.proc.returncode} "
+                                       f"before printing {text!r}{self.output_tail()}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no {text!r} line from {self.argv[:3]} within "
+                                       f"{timeout}s{self.output_tail()}")
+                self._cond.wait(min(left, 0.2))
+
+    def send_line(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def wait(self, timeout: float) -> int:
+        """Waits for the exit (bounded) and for the output; returns the exit code."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise TimeoutError(f"{self.argv[:3]} still running after {timeout}s"
+                               f"{self.output_tail()}") from e
+        for t in self._readers:
+            t.join(timeout=5)
+        return self.proc.returncode
+
+    def json_result(self, timeout: float) -> dict:
+        """Waits for the exit and returns the JSON object on the last stdout line."""
+        code = self.wait(timeout)
+        if code != 0 or not self.stdout_lines:
+            raise CommandError(f"{self.argv[:3]} exited with {code}{self.output_tail()}")
+        return json.loads(self.stdout_lines[-1])
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        for t in self._readers:
+            t.join(timeout=2)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+    def output_tail(self, n: int = 20) -> str:
+        return (f"\n--- {os.path.basename(self.argv[0])} stdout ---\n"
+                + "\n".join(self.stdout_lines[-n:])
+                + f"\n--- stderr ---\n" + "\n".join(self.stderr_lines[-n:]))
+
+
+# ---------------------------------------------------------------------------------------------
 # The fixture.
 
 class ReflectorEnv:
     """A namespace with a running reflector and a configured kernel peer. create_netns()
-    alone gives an empty namespace (only lo) in tap mode."""
+    alone gives an empty namespace (only lo) in tap mode. `reflector` is the binary: any app
+    with the engine's options (sluice-echo as well); `extra_args` are its own options."""
 
     _seq = itertools.count()
 
@@ -190,6 +297,7 @@ class ReflectorEnv:
             raise ValueError(f"unknown mode {mode!r}")
         self.mode = mode
         self.reflector = reflector
+        self.app_name = os.path.basename(reflector)
         self.udp_ports = udp_ports
         self.extra_args = tuple(extra_args)
         self.name = f"sl-{os.getpid()}-{next(self._seq)}"
@@ -211,6 +319,8 @@ class ReflectorEnv:
         self._readers: list[threading.Thread] = []
         self._ns_created = False
         self._stopped = False
+        self._children: list[NsProcess] = []
+        self._pcap: NsProcess | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -267,14 +377,31 @@ class ReflectorEnv:
             t.start()
             self._readers.append(t)
         self._wait_ready()
+        # An app that ends by itself (a client) may be gone by now: then there is nothing
+        # left to wait for (its exit code and output tell the test what happened).
+        exited = lambda: self.proc.poll() is not None
         if self.mode == "tap":
-            wait_for(lambda: self.link_exists(self.kernel_if), timeout=10,
+            wait_for(lambda: self.link_exists(self.kernel_if) or exited(), timeout=10,
                      what=f"{self.kernel_if} in {self.name}")
+            if exited():
+                return
             self.configure_kernel_side()
-        wait_for(lambda: "LOWER_UP" in self.link_flags(self.kernel_if), timeout=10,
+        wait_for(lambda: "LOWER_UP" in self.link_flags(self.kernel_if) or exited(), timeout=10,
                  what=f"carrier on {self.kernel_if}")
-        wait_for(lambda: os.path.exists(self.telemetry_path), timeout=10,
+        self._start_pcap()
+        wait_for(lambda: os.path.exists(self.telemetry_path) or exited(), timeout=10,
                  what=f"telemetry socket {self.telemetry_path}")
+
+    def _start_pcap(self) -> None:
+        pcap_dir = os.environ.get("SLUICE_PCAP_DIR")
+        if not pcap_dir or self._pcap is not None or shutil.which("tcpdump") is None:
+            return
+        os.makedirs(pcap_dir, exist_ok=True)
+        path = os.path.join(os.path.abspath(pcap_dir), f"{self.name}.pcap")
+        self._pcap = self.spawn(["tcpdump", "-n", "-i", self.kernel_if, "-s", "200", "-U",
+                                 "-w", path])
+        self._pcap.wait_line("listening on", timeout=10)
+        print(f"pcap: {path}", file=sys.stderr, flush=True)
 
     def _read_lines(self, stream, sink: list, signal_queue: bool) -> None:
         for line in stream:
@@ -302,6 +429,42 @@ class ReflectorEnv:
             if "ready" in line:
                 return
 
+    def wait_exit(self, timeout: float) -> int:
+        """Waits (bounded) for an app that ends by itself, and for all its output."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise TimeoutError(f"{self.app_name} still running after {timeout}s"
+                               f"{self.output_tail()}") from e
+        for t in self._readers:
+            t.join(timeout=5)
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    def spawn(self, argv: list[str], *, stdin: bool = False) -> NsProcess:
+        """Starts `argv` in the namespace in the background; stop() kills it."""
+        p = NsProcess(self, argv, stdin=stdin)
+        self._children.append(p)
+        return p
+
+    def spawn_tool(self, tool: str, *args: str, stdin: bool = False) -> NsProcess:
+        """A helper script of this directory (ns_tools.py, tcp_tools.py) in the background."""
+        return self.spawn([sys.executable, os.path.join(HERE, tool), *args], stdin=stdin)
+
+    def summary_drops(self) -> dict:
+        """The drop counters of the summary the engine printed at exit ("drops:  total=N
+        reason=N ..."); empty if there is none."""
+        for line in self.stdout_lines:
+            m = re.match(r"\s*drops:\s+(.*)$", line)
+            if m:
+                return {k: int(v) for k, v in
+                        (f.split("=", 1) for f in m.group(1).split() if "=" in f)}
+        return {}
+
+    def leak_warnings(self) -> list[str]:
+        """The engine's 'mbufs not back' lines (meaningful once the app has exited)."""
+        return [l for l in self.stdout_lines + self.stderr_lines if LEAK_PATTERN.search(l)]
+
     def stop(self) -> int | None:
         """Stops the reflector (SIGINT, then SIGKILL), deletes the namespace and the runtime
         dir. Idempotent. Returns the reflector's exit code (None if it never ran)."""
@@ -311,6 +474,12 @@ class ReflectorEnv:
             self._stopped = True
             _LIVE.discard(self)
         try:
+            for child in self._children:
+                try:
+                    # tcpdump writes its buffered packets on SIGINT.
+                    child.stop(signal.SIGINT if child is self._pcap else signal.SIGTERM)
+                except Exception as e:  # keep cleaning up
+                    print(f"stopping {child.argv[:3]} failed: {e}", file=sys.stderr)
             if self.proc is not None:
                 if self.proc.poll() is None:
                     self.proc.send_signal(signal.SIGINT)
@@ -336,12 +505,14 @@ class ReflectorEnv:
     def output_tail(self, n: int = 30) -> str:
         out = "\n".join(self.stdout_lines[-n:])
         err = "\n".join(self.stderr_lines[-n:])
-        return f"\n--- reflector stdout ---\n{out}\n--- reflector stderr ---\n{err}"
+        return (f"\n--- {self.app_name} stdout ---\n{out}\n--- {self.app_name} stderr ---\n"
+                f"{err}")
 
     def assert_alive(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             code = None if self.proc is None else self.proc.returncode
-            raise AssertionError(f"reflector is not running (exit {code}){self.output_tail()}")
+            raise AssertionError(f"{self.app_name} is not running (exit {code})"
+                                 f"{self.output_tail()}")
 
     def exec(self, argv: list[str], *, timeout: float = 30.0, check: bool = True,
              stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -352,11 +523,17 @@ class ReflectorEnv:
     def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return run(["ip", "-n", self.name, *args], check=check)
 
-    def ns_tool(self, *args: str, timeout: float = 90.0, stdin: str | None = None) -> dict:
-        """Runs a subcommand of ns_tools.py inside the namespace; returns its JSON result."""
-        proc = self.exec([sys.executable, os.path.join(HERE, "ns_tools.py"), *args],
+    def ns_tool(self, *args: str, timeout: float = 90.0, stdin: str | None = None,
+                tool: str = "ns_tools.py") -> dict:
+        """Runs a subcommand of ns_tools.py (or `tool`) inside the namespace; returns its JSON
+        result."""
+        proc = self.exec([sys.executable, os.path.join(HERE, tool), *args],
                          timeout=timeout, stdin=stdin)
         return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def tcp_tool(self, *args: str, timeout: float = 90.0) -> dict:
+        """A subcommand of tcp_tools.py inside the namespace (run to its end)."""
+        return self.ns_tool(*args, timeout=timeout, tool="tcp_tools.py")
 
     def link_exists(self, dev: str) -> bool:
         return self.ip("link", "show", "dev", dev, check=False).returncode == 0
@@ -384,6 +561,14 @@ class ReflectorEnv:
 
     def info(self) -> dict:
         return self.telemetry("/sluice/info")
+
+    def tcp_stats(self) -> dict | None:
+        """/sluice/tcp (TCP counters), or None where the app does not publish it."""
+        try:
+            reply = self.telemetry("/sluice/tcp")
+        except (OSError, ValueError, CommandError):
+            return None
+        return reply if isinstance(reply, dict) else None
 
     def reflector_mac(self) -> str:
         return str(self.info()["mac"]).lower()
@@ -447,6 +632,69 @@ class ReflectorTestCase(unittest.TestCase):
         self.assertEqual(got, expected)
 
 
+class AppTestCase(unittest.TestCase):
+    """Tests that start their own app environments, one or more per test (new_env()):
+    sluice-echo as a server (start_server()) or as a client. Each environment is stopped when
+    its test ends (a cleanup: also when setUp fails), and the test fails if an app that was
+    still running did not exit 0 on SIGINT, or if an app printed the engine's "mbufs not back"
+    warning at its exit (a leak), or if its summary counts a drop reason of
+    `forbidden_drops`."""
+
+    maxDiff = None
+    # ipv4_frag_too_big: a TCP segment built larger than the MTU, dropped by our own IP layer.
+    forbidden_drops: tuple = ("ipv4_frag_too_big",)
+
+    def new_env(self, *app_args: str, binary: str | None = None) -> ReflectorEnv:
+        """An environment (not started) for `binary` (default: sluice-echo) with `app_args`."""
+        env = ReflectorEnv(CONFIG.mode, binary or CONFIG.echo, extra_args=app_args)
+        self.addCleanup(self.stop_env, env)
+        return env
+
+    def start_server(self, *app_args: str, binary: str | None = None) -> ReflectorEnv:
+        return self.new_env(*app_args, binary=binary).start()
+
+    def stop_env(self, env: ReflectorEnv) -> None:
+        running = env.proc is not None and env.proc.poll() is None
+        if running:
+            # Let connections that are closing (LAST_ACK) finish before SIGINT.
+            wait_tcp_idle(env, timeout=10)
+        code = env.stop()
+        problems = []
+        if running and code != 0:
+            problems.append(f"{env.app_name} exited with {code} after SIGINT (expected 0)")
+        leaks = env.leak_warnings()
+        if leaks:
+            problems.append(f"{env.app_name} leaked mbufs: {leaks}")
+        drops = env.summary_drops()
+        bad = {k: drops[k] for k in self.forbidden_drops if drops.get(k)}
+        if bad:
+            problems.append(f"{env.app_name} dropped packets it built itself: {bad} "
+                            f"(all drops: {drops})")
+        if problems:
+            raise AssertionError("\n".join(problems) + env.output_tail())
+
+
+def wait_tcp_idle(env: ReflectorEnv, timeout: float) -> dict | None:
+    """Waits (bounded, no failure) until /sluice/tcp shows no open connection; returns the
+    last counters, or None where the app does not publish them."""
+    last = env.tcp_stats()
+    if last is None or "open_conns" not in last:
+        return last
+
+    def idle() -> bool:
+        nonlocal last
+        if env.proc is None or env.proc.poll() is not None:
+            return True
+        last = env.tcp_stats() or last
+        return last.get("open_conns", 0) == 0
+
+    try:
+        wait_for(idle, timeout=timeout, what="no open TCP connection", interval=0.1)
+    except TimeoutError:
+        pass
+    return last
+
+
 def _skip(reason: str) -> None:
     print(f"SKIP: {reason}", flush=True)
     sys.exit(SKIP_EXIT)
@@ -473,12 +721,15 @@ def _check_environment(mode: str) -> None:
         run(["ip", "netns", "del", probe], check=False)
 
 
-def main() -> None:
+def main(needs: tuple = ()) -> None:
+    """`needs`: optional binaries the file's tests need ("udpgen", "echo"); without them
+    the file is skipped (exit 77)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--mode", choices=("tap", "af_packet", "none"), required=True,
                         help="none: the tests start no reflector port (command-line tests)")
     parser.add_argument("--reflector", default=os.environ.get("SLUICE_REFLECTOR"))
     parser.add_argument("--udpgen", default=os.environ.get("SLUICE_UDPGEN"))
+    parser.add_argument("--echo", default=os.environ.get("SLUICE_ECHO"))
     args, rest = parser.parse_known_args()
     if not args.reflector:
         parser.error("--reflector PATH (or SLUICE_REFLECTOR) is required")
@@ -488,6 +739,14 @@ def main() -> None:
     CONFIG.mode = args.mode
     CONFIG.reflector = os.path.abspath(args.reflector)
     CONFIG.udpgen = os.path.abspath(args.udpgen) if args.udpgen else None
+    CONFIG.echo = os.path.abspath(args.echo) if args.echo else None
+    for name in needs:
+        path = getattr(CONFIG, name)
+        if not path:
+            _skip(f"no sluice-{name} given (--{name} PATH)")
+        if not os.access(path, os.X_OK):
+            print(f"{name} binary {path!r} is missing or not executable", file=sys.stderr)
+            sys.exit(1)
 
     _check_environment(args.mode)
     install_cleanup_handlers()
