@@ -83,6 +83,13 @@ struct ConnKey {
 };
 static_assert(sizeof(ConnKey) == 8);
 
+// Options are not aligned: loads through memcpy (RFC 9293 3.1 says nothing of alignment).
+inline uint32_t load_be32(const uint8_t* p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return rte_be_to_cpu_32(v);
+}
+
 inline uint32_t seg_payload(const rte_mbuf* m) {
     return m->data_len;
 }
@@ -373,8 +380,8 @@ bool Tcp::parse_options(const rte_tcp_hdr* th, unsigned hlen, Opts& o) {
     if (hlen == kTcpHdrLen + 12 && p[0] == kOptNop && p[1] == kOptNop && p[2] == kOptTs &&
         p[3] == 10) {
         o.has_ts = true;
-        o.tsval = rte_be_to_cpu_32(*reinterpret_cast<const unaligned_uint32_t*>(p + 4));
-        o.tsecr = rte_be_to_cpu_32(*reinterpret_cast<const unaligned_uint32_t*>(p + 8));
+        o.tsval = load_be32(p + 4);
+        o.tsecr = load_be32(p + 8);
         return true;
     }
     while (p < end) {
@@ -405,18 +412,16 @@ bool Tcp::parse_options(const rte_tcp_hdr* th, unsigned hlen, Opts& o) {
                 break;
             case kOptSack:
                 for (unsigned i = 0; i + 8 <= unsigned(len - 2) && o.n_sack < 4; i += 8) {
-                    o.sack[o.n_sack].left = rte_be_to_cpu_32(
-                        *reinterpret_cast<const unaligned_uint32_t*>(p + 2 + i));
-                    o.sack[o.n_sack].right = rte_be_to_cpu_32(
-                        *reinterpret_cast<const unaligned_uint32_t*>(p + 6 + i));
+                    o.sack[o.n_sack].left = load_be32(p + 2 + i);
+                    o.sack[o.n_sack].right = load_be32(p + 6 + i);
                     o.n_sack++;
                 }
                 break;
             case kOptTs:
                 if (len == 10) {
                     o.has_ts = true;
-                    o.tsval = rte_be_to_cpu_32(*reinterpret_cast<const unaligned_uint32_t*>(p + 2));
-                    o.tsecr = rte_be_to_cpu_32(*reinterpret_cast<const unaligned_uint32_t*>(p + 6));
+                    o.tsval = load_be32(p + 2);
+                    o.tsecr = load_be32(p + 6);
                 }
                 break;
             default:
@@ -861,7 +866,9 @@ void Tcp::input_conn(TcpConn* c, Seg& s, uint64_t now) {
 
     // RFC 7323 5.3 R1: PAWS. A segment whose timestamp is older than TS.Recent is a duplicate
     // from an old incarnation or a wrapped sequence space; unless it is an RST, ACK it.
-    if (c->ts_ok && s.o.has_ts && !(s.flags & kRst) && seq_lt(s.o.tsval, c->ts_recent)) {
+    // One tick of slack, as Linux (TCP_PAWS_WINDOW): a segment reordered behind one sent a
+    // millisecond later is not an old duplicate.
+    if (c->ts_ok && s.o.has_ts && !(s.flags & kRst) && seq_lt(s.o.tsval + 1, c->ts_recent)) {
         // RFC 7323 5.5: TS.Recent older than 24 days is invalid.
         if (wheel_.now() - c->ts_recent_age < 24ull * 86400 * 1000) {
             ctr_.paws_drops++;
@@ -1032,6 +1039,7 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
     }
     const uint32_t wnd = s.wnd << c->snd_wscale;
     const uint32_t flight = c->snd_max - c->snd_una;
+    const uint32_t sacked_before = c->sacked_bytes;
     if (c->sack_ok && s.o.n_sack) sack_update(c, s);
 
     if (seq_gt(s.ack, c->snd_una)) {
@@ -1116,9 +1124,11 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
             }
         }
     } else if (s.ack == c->snd_una && s.len == 0 && !(s.flags & (kSyn | kFin)) &&
-               c->snd_max != c->snd_una && wnd == c->snd_wnd && wnd != 0) {
+               c->snd_max != c->snd_una && wnd != 0 &&
+               (wnd == c->snd_wnd || c->sacked_bytes > sacked_before)) {
         // (A zero window refusing a probe is not a sign of loss.)
-        // A duplicate ACK (RFC 5681 2, "DUPLICATE ACKNOWLEDGMENT").
+        // A duplicate ACK: RFC 5681 2 (same window), or RFC 6675 2 (new SACK information:
+        // a receiver whose app reads moves its window on nearly every ACK, Linux's included).
         c->dupacks++;
         if (!c->in_recovery) {
             const bool sack_loss = c->sack_ok && c->sacked_bytes > (kDupThresh - 1) * c->snd_mss;
@@ -1419,44 +1429,56 @@ void Tcp::schedule_ack(TcpConn* c, bool full_seg) {
 // The out-of-order queue: sorted, non-overlapping, bounded per connection (ooo_max_segs)
 // and per core (ooo_pool); what does not fit is dropped (the peer will send it again).
 void Tcp::ooo_insert(TcpConn* c, rte_mbuf* m, uint32_t seq, uint32_t len, bool fin) {
+    // The queue is sorted and never overlaps: the new segment keeps only its bytes that no
+    // queued one holds (queued ones it covers entirely are replaced by it).
     uint32_t end = seq + len;
     TcpOooSeg** pp = &c->ooo;
-    // Skip the segments wholly before this one.
-    while (*pp && seq_leq((*pp)->seq + (*pp)->len, seq) && !((*pp)->fin && (*pp)->seq + (*pp)->len == seq && len == 0)) pp = &(*pp)->next;
-    // Trim what the previous/next segments already hold; drop it if nothing is new.
-    if (*pp && seq_lt((*pp)->seq, seq + (len ? 0 : 1)) && seq_geq((*pp)->seq + (*pp)->len, end) &&
-        (!fin || (*pp)->fin)) {
-        ctr_.dup_segs++;
-        rte_pktmbuf_free(m);
-        c->last_ooo_seq = (*pp)->seq;
-        return;
-    }
-    if (*pp && seq_leq((*pp)->seq, seq) && seq_gt((*pp)->seq + (*pp)->len, seq)) {
-        const uint32_t d = (*pp)->seq + (*pp)->len - seq;
-        trim_front(m, d);
-        seq += d;
-        len -= d;
+    // Skip the segments that end at or before this one's start.
+    while (*pp && seq_leq((*pp)->seq + (*pp)->len, seq) && !(len == 0 && (*pp)->seq == seq))
+        pp = &(*pp)->next;
+    if (*pp && seq_leq((*pp)->seq, seq)) {
+        // It covers our front: trim it off, or drop us if it covers everything.
+        const uint32_t pend = (*pp)->seq + (*pp)->len;
+        if (seq_geq(pend, end)) {
+            if (fin && pend == end && !(*pp)->fin && (*pp)->next == nullptr) {
+                (*pp)->fin = true;  // only the FIN is new
+            } else {
+                ctr_.dup_segs++;
+            }
+            c->last_ooo_seq = (*pp)->seq;
+            rte_pktmbuf_free(m);
+            return;
+        }
+        trim_front(m, pend - seq);
+        len -= pend - seq;
+        seq = pend;
         pp = &(*pp)->next;
     }
-    // Later segments this one covers entirely are replaced; a partly covered one trims ours.
-    while (*pp && seq_leq(seq + len, (*pp)->seq + (*pp)->len) == false && seq_geq((*pp)->seq, seq)) {
+    // Every segment from *pp on starts after `seq`. Those inside [seq, end) go.
+    while (*pp && seq_leq((*pp)->seq + (*pp)->len, end)) {
         TcpOooSeg* dead = *pp;
+        if (dead->fin && dead->seq + dead->len == end) fin = true;
         *pp = dead->next;
         c->ooo_bytes -= dead->len;
         c->ooo_segs--;
-        if (dead->fin) fin = true;
         rte_pktmbuf_free(dead->m);
         dead->next = ooo_free_;
         ooo_free_ = dead;
     }
-    if (*pp && seq_lt((*pp)->seq, seq + len)) {
-        const uint32_t over = seq + len - (*pp)->seq;
+    // One that starts inside and ends beyond: our tail goes.
+    if (*pp && seq_lt((*pp)->seq, end)) {
+        const uint32_t over = end - (*pp)->seq;
         trim_back(m, over);
         len -= over;
+        end = seq + len;
         fin = false;
     }
-    if (c->ooo_segs >= cfg_.ooo_max_segs || !ooo_free_ || (len == 0 && !fin)) {
-        if (len || fin) ctr_.ooo_dropped++;
+    if (len == 0 && !fin) {
+        rte_pktmbuf_free(m);
+        return;
+    }
+    if (c->ooo_segs >= cfg_.ooo_max_segs || !ooo_free_) {
+        ctr_.ooo_dropped++;
         rte_pktmbuf_free(m);
         return;
     }
@@ -1841,7 +1863,11 @@ void Tcp::output(TcpConn* c, uint64_t now) {
         }
         const uint32_t flight = (c->in_recovery && c->sack_ok) ? sack_pipe(c)
                                                                 : c->snd_nxt - c->snd_una;
-        const uint32_t wnd = std::min(c->cc.cwnd, c->snd_wnd);
+        // Limited transmit (RFC 3042 2): the first two duplicate ACKs each let one new
+        // segment out, so that a small window still produces the third.
+        const uint32_t lt = (!c->in_recovery && c->dupacks < kDupThresh) ? c->dupacks * c->snd_mss
+                                                                          : 0;
+        const uint32_t wnd = std::min(c->cc.cwnd + lt, c->snd_wnd);
         const uint32_t usable = wnd > flight ? wnd - flight : 0;
         // Also bounded by the peer's window counted from SND.UNA.
         const uint32_t peer_right = c->snd_una + c->snd_wnd;

@@ -76,7 +76,7 @@ struct TcpConfig {
     uint32_t keepalive_intvl_ms = 75000;
     uint32_t keepalive_probes = 9;
     uint32_t syn_backlog = 256;  // half-open connections per listener before SYN cookies
-    uint32_t ooo_max_segs = 256;  // out-of-order segments held per connection
+    uint32_t ooo_max_segs = 1024;  // out-of-order segments held per connection (1 MB / MSS)
     uint32_t ooo_pool = 65536;    // out-of-order segment slots per core
     TcpCcAlgo cc = TcpCcAlgo::cubic;
     bool sack = true;        // RFC 2018

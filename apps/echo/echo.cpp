@@ -54,12 +54,15 @@ void Echo::start(Tcp& tcp, uint64_t now) {
     if (cfg_.mode == Mode::transfer) {
         pat_.resize(kPatternPeriod + 65536);
         uint32_t x = 2463534242u;
-        for (uint8_t& b : pat_) {
+        for (uint32_t i = 0; i < kPatternPeriod; ++i) {
             x ^= x << 13;
             x ^= x >> 17;
             x ^= x << 5;
-            b = uint8_t(x);
+            pat_[i] = uint8_t(x);
         }
+        // The tail repeats the start: a read of up to 64 KiB from any offset in the period
+        // sees the stream as it continues.
+        for (size_t i = kPatternPeriod; i < pat_.size(); ++i) pat_[i] = pat_[i - kPatternPeriod];
         if (!cfg_.recv_file.empty()) {
             recv_out_ = fopen(cfg_.recv_file.c_str(), "wb");
             if (!recv_out_) {
