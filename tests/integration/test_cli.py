@@ -4,6 +4,7 @@ on stderr. Everything runs in an empty namespace of its own (only `lo`), so that
 wrongly accepted its arguments could reach no real interface or network; --duration and the
 timeouts bound it anyway."""
 
+import os
 import select
 import signal
 import subprocess
@@ -146,6 +147,102 @@ class ImpairLoopbackTest(CliTestCase):
         drops = dict(f.split("=") for f in lines["drops"].split(":", 1)[1].split())
         self.assertGreater(int(drops["total"]), 1, r.stdout)  # more than the looped ARP
         self.assertNotIn("not back in", r.stderr)
+
+
+class EchoCliTest(CliTestCase):
+    """sluice-echo's command line (issue 4's contract): --help exits 0, bad usage exits 2 with a
+    message, --duration ends it with a summary and exit 0."""
+
+    def setUp(self) -> None:
+        if not h.CONFIG.echo:
+            self.skipTest("no --echo binary")
+
+    def echo(self, *args: str):
+        return self.env.exec([h.CONFIG.echo, *args], timeout=30, check=False)
+
+    def test_help(self):
+        r = self.echo("--help")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for opt in ("--listen", "--discard", "--connect", "--impair"):
+            self.assertIn(opt, r.stdout)
+
+    def test_bad_options_exit_2(self):
+        good = ["--port", "net_tap0,iface=sl9", "--ip", "198.18.0.2/24", "--duration", "2",
+                "--quiet"]
+        cases = {
+            "listen port 0": good + ["--listen", "0"],
+            "listen port too big": good + ["--listen", "65536"],
+            "rr without connect": good + ["--rr", "64"],
+            "two benchmark modes": good + ["--connect", "198.18.0.1:7", "--rr", "64", "--cps"],
+            "connect without port": good + ["--connect", "198.18.0.1"],
+            "bytes and send-file": good + ["--connect", "198.18.0.1:7", "--bytes", "5",
+                                           "--send-file", "/dev/null"],
+            "unknown congestion control": good + ["--cc", "bbr"],
+            "missing --ip": ["--port", "net_tap0,iface=sl9", "--duration", "2"],
+        }
+        for name, args in cases.items():
+            with self.subTest(name):
+                r = self.echo(*args, *h.eal_args(self.env.prefix))
+                self.assertEqual(r.returncode, 2, f"{args}\n{r.stdout}\n{r.stderr}")
+                self.assertTrue(r.stderr.strip(), f"{args}: no message on stderr")
+                self.assertNotIn("ready", r.stdout)
+
+    def test_duration(self):
+        r = h.run(["ip", "netns", "exec", self.env.name, h.CONFIG.echo, "--port",
+                   "net_tap0,iface=sl9", "--ip", f"{h.REFLECTOR_IP}/24", "--duration", "1",
+                   *h.eal_args(self.env.prefix)], timeout=60, check=False)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("ready", r.stdout)
+        self.assertIn("summary", r.stdout)
+
+
+class EchoMemifTest(CliTestCase):
+    """Sluice to Sluice, two processes over net_memif: a sluice-echo client sends 4 MB to a
+    sluice-echo server through injected loss, reordering and duplication (both directions of
+    both processes), half-closes, and checks the echo byte for byte; both exit 0 with every
+    mbuf back."""
+
+    def setUp(self) -> None:
+        if not h.CONFIG.echo:
+            self.skipTest("no --echo binary")
+
+    def test_impaired_echo_over_memif(self):
+        sock = f"/run/sluice-memif-{self.env.prefix}.sock"
+        lcore = "1" if (os.cpu_count() or 1) >= 2 else "0"
+        server_argv = ["ip", "netns", "exec", self.env.name, h.CONFIG.echo,
+                       "--port", f"net_memif0,role=server,socket={sock},id=0",
+                       "--ip", "198.18.0.2/24", "--quiet",
+                       "--impair", "loss=0.02,reorder=0.01,dup=0.01,seed=5",
+                       "--", "-l", lcore, "--file-prefix", self.env.prefix + "s"]
+        client_argv = ["ip", "netns", "exec", self.env.name, h.CONFIG.echo,
+                       "--port", f"net_memif0,role=client,socket={sock},id=0",
+                       "--ip", "198.18.0.1/24", "--quiet", "--connect", "198.18.0.2:7",
+                       "--conns", "4", "--bytes", "1000000", "--verify", "--timeout", "90",
+                       "--impair", "loss=0.02,reorder=0.01,dup=0.01,seed=6",
+                       "--", "-l", "0", "--file-prefix", self.env.prefix + "c"]
+        server = subprocess.Popen(server_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        try:
+            ready, _, _ = select.select([server.stdout], [], [], h.READY_TIMEOUT_S)
+            self.assertTrue(ready, "no output from the server")
+            line = server.stdout.readline()
+            self.assertIn("ready", line)
+            client = h.run(client_argv, timeout=150, check=False)
+            self.assertEqual(client.returncode, 0, client.stdout + client.stderr)
+            self.assertIn("client: done conns=4 ok=4 failed=0 bytes_sent=4000000 "
+                          "bytes_received=4000000 mismatches=0", client.stdout)
+            self.assertNotIn("not back", client.stderr)
+            server.send_signal(signal.SIGINT)
+            out, err = server.communicate(timeout=h.STOP_TIMEOUT_S)
+            self.assertEqual(server.returncode, 0, out + err)
+            self.assertNotIn("not back", err)
+            self.assertIn("passive_opens=4", out)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.communicate(timeout=5)
+            for p in (sock, f"/var/run/dpdk/{self.env.prefix}s", f"/var/run/dpdk/{self.env.prefix}c"):
+                subprocess.run(["rm", "-rf", p], check=False)
 
 
 class UdpgenCliTest(CliTestCase):
