@@ -11,7 +11,10 @@ Workloads (64-byte messages unless said otherwise), each run for --duration seco
                       outstanding (send, wait for the whole 64-byte echo, send the next);
                       transactions per second, counted from the moment all N are established.
   cps                 connections per second: --cps-conns concurrent loops of connect, one
-                      64-byte request, its echo, close (the client closes first).
+                      64-byte request, its echo, close (the client closes first). The Linux
+                      client spreads its connections over --linux-cps-sources (4) source
+                      addresses 127.0.0.2.. so that the ephemeral-port search of connect()
+                      in a single 4-tuple space full of TIME_WAIT does not cap it at ~14k/s.
   bulk                single-connection goodput to a discard server, Gbit/s.
 
 Systems (--only picks some; default all):
@@ -149,6 +152,8 @@ class Plan:
             (["--discard"] if w["kind"] == "bulk" else [])
         client = [self.linux_bin, "client", "--connect", f"127.0.0.1:{port}"] + \
             self.client_args(w) + (["--size", str(w["size"])] if w["kind"] == "bulk" else []) + \
+            (["--sources", f"127.0.0.2,{self.a.linux_cps_sources}"]
+             if w["kind"] == "cps" and self.a.linux_cps_sources > 0 else []) + \
             ["--cpu", str(self.client_cpu)]
         return {"server": server + extra, "client": client + extra}
 
@@ -595,6 +600,10 @@ def parse_args(argv):
                     help="comma list of rr1, rr64, rr1024, cps, bulk (default all)")
     ap.add_argument("--cps-conns", type=int, default=64,
                     help="concurrent connect/request/close loops of the cps workload (default 64)")
+    ap.add_argument("--linux-cps-sources", type=int, default=4,
+                    help="source addresses (127.0.0.2, ...) of the Linux cps client; 0: one, "
+                         "the kernel's choice, which caps Linux at ~14k connections/s by the "
+                         "ephemeral-port search (default 4; see bench/TCP_PERF.md)")
     ap.add_argument("--bulk-size", type=int, default=65536,
                     help="linux-tcp-bench's write size for bulk (default 65536)")
     ap.add_argument("--json", default=os.path.join(HERE, "tcp_results.json"),
@@ -611,8 +620,9 @@ def parse_args(argv):
                     help="keep the work dir with every process's stdout/stderr")
     a = ap.parse_args(argv)
     if not a.duration > 0 or a.runs < 1 or a.cps_conns < 1 or a.bulk_size < 1 \
-            or a.retries < 0:
-        ap.error("--duration, --runs, --cps-conns and --bulk-size must be positive")
+            or a.retries < 0 or not 0 <= a.linux_cps_sources <= 250:
+        ap.error("--duration, --runs, --cps-conns, --bulk-size must be positive, --retries >= 0, "
+                 "--linux-cps-sources 0..250")
     # Relative to the current directory if it is there, else to the repository.
     if not os.path.isabs(a.build):
         a.build = os.path.abspath(a.build if os.path.isdir(a.build)
@@ -755,6 +765,7 @@ def run_all(a, plan, wls, cpus, workdir):
         "client_cpu": plan.client_cpu, "server_cpu": plan.server_cpu,
         "duration_s": a.duration, "runs": a.runs, "systems": a.systems,
         "tcp_tw_reuse": tw0, "tcp_tw_reuse_changed": tw_changed,
+        "linux_cps_sources": a.linux_cps_sources,
         "ratio": "median Sluice / median of the better Linux mode (epoll or spin)",
         "cpu_cores": "CPU time / wall time over the client's lifetime, per process",
         "foreign_cores": "busy time of the two CPUs (/proc/stat) minus server and client, "

@@ -24,6 +24,13 @@
 //       retried 1 ms later; it is not an error.
 //       -> client: cps conns=N connections=C seconds=D cps=X
 //
+//   Any client mode also takes --sources A.B.C.D,COUNT: bind each new connection's source
+//   address (not its port: IP_BIND_ADDRESS_NO_PORT) round-robin to COUNT consecutive addresses
+//   from A.B.C.D. On loopback (127.0.0.0/8 is all local) this gives cps COUNT ephemeral-port
+//   spaces instead of one: with one, connect() spends its time searching for a port that is
+//   not in TIME_WAIT, and the rate stops at about one connection per even port per second
+//   (~14k/s with the default 28k-port range), a limit of the 4-tuple space, not of the stack.
+//
 //   linux-tcp-bench client --connect IP:PORT --bulk --duration S [--size 65536] [--cpu N]
 //       One connection sending SIZE-byte writes continuously (to a discard server). Window
 //       starts immediately; bytes = bytes accepted by send() minus what is still unacknowledged
@@ -63,6 +70,10 @@ namespace {
 
 volatile sig_atomic_t g_stop = 0;
 bool g_spin = false;
+// --sources A.B.C.D,N: client connections bound round-robin to N consecutive source addresses.
+uint32_t g_source_first = 0;  // host order
+uint32_t g_source_count = 0;
+uint32_t g_source_next = 0;
 
 void on_signal(int) {
     g_stop = 1;
@@ -96,6 +107,8 @@ struct Options {
     double duration = 0;  // server: 0 = until a signal
     long size = -1;       // rr: from --rr; cps: 64; bulk: 65536
     long conns = 1;
+    uint32_t source_first = 0;
+    uint32_t source_count = 0;  // 0: the kernel picks the source address
 };
 
 void usage() {
@@ -109,6 +122,7 @@ void usage() {
         "[--size 64] [--cpu N]\n"
         "  linux-tcp-bench client --connect IP:PORT --bulk --duration S "
         "[--size 65536] [--cpu N]\n"
+        "  client --sources A.B.C.D,COUNT: source addresses, round-robin\n"
         "  --spin: epoll_wait with a zero timeout (busy polling) instead of sleeping\n");
 }
 
@@ -207,6 +221,18 @@ int parse_args(int argc, char** argv, Options* o) {
             if (!parse_long(v, 1, 1L << 24, &s)) return bad("want 1..16777216");
             if (o->mode == Mode::rr) return bad("--rr takes the size itself");
             o->size = s;
+            ++i;
+        } else if (!server && a == "--sources") {
+            std::string t(v ? v : "");
+            auto comma = t.find(',');
+            long count = 0;
+            in_addr first{};
+            if (comma == std::string::npos ||
+                inet_pton(AF_INET, t.substr(0, comma).c_str(), &first) != 1 ||
+                !parse_long(t.c_str() + comma + 1, 1, 65536, &count))
+                return bad("want A.B.C.D,COUNT");
+            o->source_first = ntohl(first.s_addr);
+            o->source_count = static_cast<uint32_t>(count);
             ++i;
         } else if (!server && a == "--conns") {
             if (!parse_long(v, 1, 100000, &o->conns)) return bad("want 1..100000");
@@ -488,6 +514,20 @@ int start_connect(const sockaddr_in& addr) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     set_nodelay(fd);
+    if (g_source_count > 0) {
+        // Bind the address only; connect() picks the port for the 4-tuple.
+        int one = 1;
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        sockaddr_in src{};
+        src.sin_family = AF_INET;
+        src.sin_addr.s_addr = htonl(g_source_first + g_source_next++ % g_source_count);
+        if (bind(fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) != 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+    }
     if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 &&
         errno != EINPROGRESS) {
         int e = errno;
@@ -886,6 +926,8 @@ int main(int argc, char** argv) {
     if (int rc = parse_args(argc, argv, &o); rc != 0) return rc;
     if (!pin(o.cpu)) return 1;
     g_spin = o.spin;
+    g_source_first = o.source_first;
+    g_source_count = o.source_count;
     raise_fd_limit();
     set_signals();
     switch (o.mode) {
