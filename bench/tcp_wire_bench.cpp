@@ -6,7 +6,10 @@
 // sluice-echo and linux-tcp-bench, so bench/run_tcp_bench.py reads all three alike.
 //
 //   sluice-tcp-wire-bench (--rr SIZE | --cps | --bulk) [--conns N] [--duration S] [--size B]
-//                         [--mtu M] [-- EAL options]
+//                         [--mtu M] [--verify-checksums] [-- EAL options]
+// The wire is a trusted link by default (pmd::PortConfig::trusted_link): like Linux's
+// loopback, no checksum is computed; --verify-checksums computes and verifies them in
+// software on both ends.
 #include <atomic>
 #include <cinttypes>
 #include <cstdio>
@@ -84,7 +87,7 @@ int side_loop(void* arg) {
 void usage() {
     fprintf(stderr,
             "usage: sluice-tcp-wire-bench (--rr SIZE | --cps | --bulk) [--conns N] "
-            "[--duration S] [--size B] [--mtu M] [-- EAL options]\n");
+            "[--duration S] [--size B] [--mtu M] [--verify-checksums] [-- EAL options]\n");
 }
 
 }  // namespace
@@ -94,6 +97,7 @@ int main(int argc, char** argv) {
     client.dst_port = 7;
     client.duration_s = 5;
     uint16_t mtu = 1500;
+    bool trusted = true;
     std::vector<std::string> eal_args;
     bool mode_set = false;
     for (int i = 1; i < argc; ++i) {
@@ -126,6 +130,8 @@ int main(int argc, char** argv) {
             client.duration_s = atof(val());
         } else if (a == "--size") {
             client.size = uint32_t(atoi(val()));
+        } else if (a == "--verify-checksums") {
+            trusted = false;
         } else if (a == "--mtu") {
             mtu = uint16_t(atoi(val()));
         } else {
@@ -165,6 +171,9 @@ int main(int argc, char** argv) {
         pmd::Wire wire;
         pmd::PortConfig pc;
         pc.mtu = mtu;
+        // Like Linux's loopback (the anchor): a link that cannot damage a frame computes
+        // no checksum (--verify-checksums: computed and verified in software instead).
+        pc.trusted_link = trusted;
         if (wire.open("slwb", pc, pool, 4096) != 0) {
             rte_mempool_free(pool);
             return 1;

@@ -147,6 +147,12 @@ uint16_t Impairment::apply(rte_mbuf** pkts, uint16_t n, rte_mbuf** out, uint16_t
             // One bit of one byte of the first segment: checksums must catch it.
             const uint32_t at = uint32_t(next() % m->data_len);
             rte_pktmbuf_mtod(m, uint8_t*)[at] ^= uint8_t(1u << (next() % 8));
+            // The damage happens on the wire: after the sender's checksums and before the
+            // receiver's verdict. So no checksum is computed over the damaged bytes (TX
+            // requests dropped: the fields keep what they held, which no longer matches) and
+            // no port's RX verdict vouches for them (UNKNOWN: the stack verifies).
+            m->ol_flags &= ~(RTE_MBUF_F_RX_IP_CKSUM_MASK | RTE_MBUF_F_RX_L4_CKSUM_MASK |
+                             RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_L4_MASK);
             stats_.corrupted++;
         }
         rte_mbuf* copy = nullptr;

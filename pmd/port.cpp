@@ -183,7 +183,9 @@ int Port::configure(const PortConfig& cfg, rte_mempool* pool) {
     }
 
     // Compile-time dispatch of the software fallback, chosen once per port.
-    if (off_.tx_ip_cksum && off_.tx_l4_cksum)
+    if (cfg.trusted_link && cfg.hw_offloads)
+        finish_ = &mark_verified;
+    else if (off_.tx_ip_cksum && off_.tx_l4_cksum)
         finish_ = &finish_tx_checksums<true, true>;
     else if (off_.tx_ip_cksum)
         finish_ = &finish_tx_checksums<true, false>;

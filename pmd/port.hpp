@@ -49,6 +49,10 @@ struct PortConfig {
     // gets one (the engine's software-RSS stage spreads flows instead). Ports whose queues
     // carry distinct traffic by construction (the in-memory wire) keep them all.
     bool queues_without_rss = false;
+    // A link that cannot damage a frame (the in-memory wire): checksums are not computed on
+    // TX, and what asked for them arrives marked verified (RX ..._CKSUM_GOOD), as on Linux's
+    // loopback and veth. Frames the fault injector damages lose both (pmd/impair.cpp).
+    bool trusted_link = false;
 };
 
 // 40-byte Toeplitz key made of a repeated 16-bit pattern: the hash of (a, b) equals that of

@@ -132,9 +132,14 @@ TEST(Impair, CorruptionFlipsOneBit) {
     imp.init(s, 9, unit_pool(), kHz);
     auto in = numbered(1, 0);
     const Bytes before = mbuf_bytes(in[0]);
+    // Whatever vouched for the frame no longer does: a TX checksum request (it would be
+    // computed over the damage) and an RX verdict (it was given before the damage).
+    in[0]->ol_flags = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_TCP_CKSUM |
+                      RTE_MBUF_F_RX_IP_CKSUM_GOOD | RTE_MBUF_F_RX_L4_CKSUM_GOOD;
     rte_mbuf* out[4];
     ASSERT_EQ(imp.apply(in.data(), 1, out, 4, 0), 1);
     const Bytes after = mbuf_bytes(out[0]);
+    EXPECT_EQ(out[0]->ol_flags, RTE_MBUF_F_TX_IPV4);
     rte_pktmbuf_free(out[0]);
     int bits = 0;
     for (size_t i = 0; i < before.size(); ++i)

@@ -91,6 +91,40 @@ TEST_F(Wire, TxFinishesChecksumsInSoftware) {
     rte_pktmbuf_free(got);
 }
 
+// A trusted link (the in-memory wire as a loopback): nothing computed, the frame arrives
+// marked verified, and the stack takes it as the port's verdict.
+TEST_F(Wire, TrustedLinkHandsChecksumRequestsOverAsVerified) {
+    pmd::Wire w;
+    pmd::PortConfig pc;
+    pc.trusted_link = true;
+    ASSERT_EQ(w.open(fresh_name(), pc, unit_pool()), 0);
+    Ip4 h;
+    h.src = ip(198, 18, 0, 2);
+    h.dst = ip(198, 18, 0, 1);
+    h.checksum = 0;
+    Bytes l4 = udp(h.src, h.dst, 7, 7, pattern(50), {.checksum = 0});
+    rte_mbuf* m = to_mbuf(unit_pool(), ether(mac(2, 0, 0, 0, 0, 1), mac(2, 0, 0, 0, 0, 2),
+                                             kEthTypeIpv4, ipv4(h, l4)));
+    ASSERT_NE(m, nullptr);
+    m->l2_len = 14;
+    m->l3_len = 20;
+    m->ol_flags = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_UDP_CKSUM;
+    uint64_t sw = 0;
+    ASSERT_EQ(w.a().tx(0, &m, 1, &sw), 1);
+    EXPECT_EQ(sw, 0u);
+    rte_mbuf* got = nullptr;
+    ASSERT_EQ(w.b().rx(0, &got, 1), 1);
+    EXPECT_EQ(got->ol_flags, RTE_MBUF_F_RX_IP_CKSUM_GOOD | RTE_MBUF_F_RX_L4_CKSUM_GOOD);
+    // Nothing was computed: the header checksum field is still 0.
+    EXPECT_EQ(rte_pktmbuf_mtod_offset(got, rte_ipv4_hdr*, 14)->hdr_checksum, 0);
+    // A frame that asked for nothing (its checksums already valid) carries no verdict.
+    got->ol_flags = 0;
+    ASSERT_EQ(w.b().tx(0, &got, 1, &sw), 1);
+    ASSERT_EQ(w.a().rx(0, &m, 1), 1);
+    EXPECT_EQ(m->ol_flags, 0u);
+    rte_pktmbuf_free(m);
+}
+
 TEST_F(Wire, CloseReturnsInFlightMbufs) {
     pmd::Wire w;
     ASSERT_EQ(w.open(fresh_name(), pmd::PortConfig{}, unit_pool()), 0);
