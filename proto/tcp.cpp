@@ -130,6 +130,9 @@ Tcp::~Tcp() {
     }
     for (unsigned i = 0; i < n_ev_; ++i)
         if (ev_[i].m) rte_pktmbuf_free(ev_[i].m);
+    if (stash_i_ < stash_n_)
+        rte_mempool_put_bulk(hdr_pool(), reinterpret_cast<void**>(stash_ + stash_i_),
+                             stash_n_ - stash_i_);
     if (stack_) stack_->attach_tcp(nullptr);
     if (table_) rte_hash_free(table_);
     rte_free(conns_);
@@ -2060,14 +2063,20 @@ void Tcp::send_syn(TcpConn* c, uint64_t now) {
 // with Ethernet, IPv4 and TCP headers, chained to indirect mbufs over the queued payload.
 bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, uint64_t now,
                        bool retransmit) {
-    rte_mbuf* h = rte_pktmbuf_alloc(hdr_pool());
+    rte_mbuf* h = alloc_small();
     if (!h) {
         ctr_.no_mbuf++;
         want_flush(c);
         return false;
     }
     rte_mbuf* payload = nullptr;
-    if (len) {
+    // A small payload is copied behind the headers (one cache line or two) rather than
+    // referenced: an indirect mbuf costs an allocation and an atomic on the payload's
+    // reference count, which the receiving core would bounce back when it frees the
+    // segment. The send queue still holds the payload by reference until it is
+    // acknowledged; a retransmission copies the same few bytes again.
+    const bool inline_copy = len && len <= kInlinePayload;
+    if (len && !inline_copy) {
         payload = sq_clone(c, seq, len);
         if (!payload) {
             rte_pktmbuf_free(h);
@@ -2108,7 +2117,9 @@ bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, ui
     th->tcp_urp = 0;
     memcpy(th + 1, opts, opt_len);
     h->l4_len = hlen;
-    if (payload) {
+    if (inline_copy) {
+        sq_copy(c, seq, len, rte_pktmbuf_append(h, uint16_t(len)));
+    } else if (payload) {
         rte_mbuf* last = h;
         last->next = payload;
         h->nb_segs = uint16_t(1 + payload->nb_segs);
@@ -2175,7 +2186,7 @@ rte_mbuf* Tcp::sq_clone(TcpConn* c, uint32_t seq, uint32_t len) {
     uint32_t off = seq - seg_seq;
     while (left && seg) {
         const uint32_t take = std::min(left, seg_payload(seg) - off);
-        rte_mbuf* mi = rte_pktmbuf_alloc(hdr_pool());
+        rte_mbuf* mi = alloc_small();
         if (!mi) {
             if (head) rte_pktmbuf_free(head);
             return nullptr;
@@ -2210,6 +2221,37 @@ rte_mbuf* Tcp::sq_clone(TcpConn* c, uint32_t seq, uint32_t len) {
         c->sq_cur_seq = seg_seq;
     }
     return head;
+}
+
+// Copies [seq, seq + len) of the send queue to `dst` (small segments, send_segment).
+void Tcp::sq_copy(TcpConn* c, uint32_t seq, uint32_t len, char* dst) {
+    rte_mbuf* seg = c->sq_head;
+    uint32_t seg_seq = c->snd_una;
+    if (c->sq_cur && seq_geq(seq, c->sq_cur_seq) && seq_geq(c->sq_cur_seq, c->snd_una)) {
+        seg = c->sq_cur;
+        seg_seq = c->sq_cur_seq;
+    }
+    while (seg && seq_geq(seq, seg_seq + seg_payload(seg))) {
+        seg_seq += seg_payload(seg);
+        seg = seg->next;
+    }
+    uint32_t off = seq - seg_seq;
+    while (len && seg) {
+        const uint32_t take = std::min(len, seg_payload(seg) - off);
+        memcpy(dst, rte_pktmbuf_mtod_offset(seg, const char*, off), take);
+        dst += take;
+        len -= take;
+        off += take;
+        if (off == seg_payload(seg)) {
+            seg_seq += seg_payload(seg);
+            seg = seg->next;
+            off = 0;
+        }
+    }
+    if (seg) {
+        c->sq_cur = seg;
+        c->sq_cur_seq = seg_seq;
+    }
 }
 
 // Frees the `bytes` at the head of the send queue (acknowledged).

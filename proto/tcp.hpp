@@ -241,6 +241,10 @@ class Tcp {
     // Mbufs for headers, indirect clones and small copies: a pool of small buffers keeps the
     // working set in cache (default: the stack's pool).
     void set_small_pool(rte_mempool* p) {
+        if (stash_i_ < stash_n_)  // from the previous pool: back there
+            rte_mempool_put_bulk(hdr_pool(), reinterpret_cast<void**>(stash_ + stash_i_),
+                                 stash_n_ - stash_i_);
+        stash_i_ = stash_n_ = 0;
         small_ = p;
         small_room_ = p ? uint32_t(rte_pktmbuf_data_room_size(p) - RTE_PKTMBUF_HEADROOM) : 0;
     }
@@ -401,6 +405,8 @@ class Tcp {
                     uint32_t count) const;
     void sq_acked(TcpConn* c, uint32_t bytes);
     rte_mbuf* sq_clone(TcpConn* c, uint32_t seq, uint32_t len);
+    void sq_copy(TcpConn* c, uint32_t seq, uint32_t len, char* dst);
+    static constexpr uint32_t kInlinePayload = 128;
 
     // Timers.
     uint32_t backed_off_rto(const TcpConn* c) const;
@@ -415,6 +421,35 @@ class Tcp {
     rte_mempool* small_ = nullptr;
     uint32_t small_room_ = 0;
     rte_mempool* hdr_pool() const { return small_ ? small_ : pool_; }
+    // Header and indirect mbufs come from a stash filled in bulk, the next ones prefetched:
+    // they were last freed by another core (the receiver of the segments), and a cold mbuf
+    // per allocation was the sender's largest cost.
+    static constexpr unsigned kStash = 64, kPrefetch = 4;
+    rte_mbuf* stash_[kStash];
+    unsigned stash_n_ = 0, stash_i_ = 0;
+    rte_mbuf* alloc_small() {
+        if (unlikely(stash_i_ == stash_n_)) {
+            if (rte_mempool_get_bulk(hdr_pool(), reinterpret_cast<void**>(stash_), kStash) != 0) {
+                stash_n_ = stash_i_ = 0;
+                return rte_pktmbuf_alloc(hdr_pool());
+            }
+            stash_n_ = kStash;
+            stash_i_ = 0;
+            for (unsigned i = 0; i < kPrefetch; ++i) {
+                rte_prefetch0(stash_[i]);
+                rte_prefetch0(reinterpret_cast<char*>(stash_[i]) + RTE_CACHE_LINE_SIZE);
+            }
+        }
+        if (stash_i_ + kPrefetch < stash_n_) {
+            rte_mbuf* ahead = stash_[stash_i_ + kPrefetch];
+            rte_prefetch0(ahead);
+            rte_prefetch0(reinterpret_cast<char*>(ahead) + RTE_CACHE_LINE_SIZE);
+            rte_prefetch0(static_cast<char*>(ahead->buf_addr) + RTE_PKTMBUF_HEADROOM);
+        }
+        rte_mbuf* m = stash_[stash_i_++];
+        rte_pktmbuf_reset(m);
+        return m;
+    }
     rte_hash* table_ = nullptr;
     TcpConn* conns_ = nullptr;
     TcpConn* free_conns_ = nullptr;
