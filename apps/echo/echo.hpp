@@ -100,7 +100,7 @@ class Echo {
     unsigned worker_;
     int rc_ = 0;
     bool finished_ = false;
-    uint64_t hz_ = 0, t_start_ = 0, t_measure_ = 0, deadline_ = 0;
+    uint64_t hz_ = 0, t_start_ = 0, t_measure_ = 0, deadline_ = 0, window_ = 0;
     std::vector<Peer> peer_mem_;  // max_conns + 1 slots
     Peer* free_peers_ = nullptr;
     Peer* new_peer();
