@@ -172,15 +172,18 @@ void BM_TcpRr(benchmark::State& state, bool hw) {
     e->settle();
     const uint64_t cyc = rte_rdtsc() - t0;
     if (e->capp.echoed != tx * sizeof msg) {
-        fprintf(stderr, "echoed %lu of %lu; client drops %lu tx_full %lu retx %lu; server drops %lu retx %lu\n",
-                (unsigned long)e->capp.echoed, (unsigned long)(tx * sizeof msg),
-                (unsigned long)e->cs.counters().total_drops(),
-                (unsigned long)e->cs.counters().dropped(proto::Drop::tx_full),
-                (unsigned long)e->ct.counters().retransmits,
-                (unsigned long)e->ss.counters().total_drops(),
-                (unsigned long)e->st.counters().retransmits);
+        fprintf(
+            stderr,
+            "echoed %lu of %lu; client drops %lu tx_full %lu retx %lu; server drops %lu retx %lu\n",
+            (unsigned long)e->capp.echoed, (unsigned long)(tx * sizeof msg),
+            (unsigned long)e->cs.counters().total_drops(),
+            (unsigned long)e->cs.counters().dropped(proto::Drop::tx_full),
+            (unsigned long)e->ct.counters().retransmits,
+            (unsigned long)e->ss.counters().total_drops(),
+            (unsigned long)e->st.counters().retransmits);
         for (const proto::TcpCounters* t : {&e->ct.counters(), &e->st.counters()}) {
-#define SLUICE_X(name, help) if (t->name) fprintf(stderr, " %s=%lu", #name, (unsigned long)t->name);
+#define SLUICE_X(name, help) \
+    if (t->name) fprintf(stderr, " %s=%lu", #name, (unsigned long)t->name);
             SLUICE_TCP_COUNTERS(SLUICE_X)
 #undef SLUICE_X
             fprintf(stderr, "\n");

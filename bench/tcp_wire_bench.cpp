@@ -163,8 +163,8 @@ int main(int argc, char** argv) {
         fprintf(stderr, "sluice-tcp-wire-bench: needs two lcores (-l 0,1)\n");
         return 2;
     }
-    rte_mempool* pool = engine::create_pool("slwb_pool", 131071, int(rte_socket_id()),
-                                            RTE_MBUF_DEFAULT_BUF_SIZE);
+    rte_mempool* pool =
+        engine::create_pool("slwb_pool", 131071, int(rte_socket_id()), RTE_MBUF_DEFAULT_BUF_SIZE);
     if (!pool) return 1;
     int rc = 0;
     {
@@ -222,8 +222,7 @@ int main(int argc, char** argv) {
                 const double per = s->pkts ? double(s->cycles_busy) / double(s->pkts) : 0;
                 fprintf(stderr,
                         "%s: packets_in=%" PRIu64 " busy_polls=%" PRIu64
-                        " cycles_per_packet_in=%.0f segs_out=%" PRIu64 " retransmits=%" PRIu64
-                        "\n",
+                        " cycles_per_packet_in=%.0f segs_out=%" PRIu64 " retransmits=%" PRIu64 "\n",
                         s->name, s->pkts, s->busy, per, s->tcp.counters().segs_out,
                         s->tcp.counters().retransmits);
                 if (s->stack.counters().total_drops() || s->tcp.counters().bad_checksum) {

@@ -47,11 +47,17 @@ namespace sluice::engine {
 //   poll(proto::Tcp&, uint64_t now)       every loop iteration (clients: open, send, finish)
 //   exit_code()                           the process exit code the app asks for
 template <class A>
-concept HasStart = requires(A a, proto::Tcp& t, uint64_t now) { a.start(t, now); };
+concept HasStart = requires(A a, proto::Tcp& t, uint64_t now) {
+    a.start(t, now);
+};
 template <class A>
-concept HasPoll = requires(A a, proto::Tcp& t, uint64_t now) { a.poll(t, now); };
+concept HasPoll = requires(A a, proto::Tcp& t, uint64_t now) {
+    a.poll(t, now);
+};
 template <class A>
-concept HasExitCode = requires(A a) { { a.exit_code() } -> std::convertible_to<int>; };
+concept HasExitCode = requires(A a) {
+    { a.exit_code() } -> std::convertible_to<int>;
+};
 
 // Process-wide stop flag, set by SIGINT/SIGTERM and --duration.
 std::atomic<bool>& stop_flag();
@@ -81,7 +87,8 @@ class Runtime {
     static constexpr unsigned kMaxWorkers = StatsView::kMaxWorkers;
     static constexpr unsigned kRingSize = 1024;
     static constexpr uint16_t kSteerBurst = 64;
-    static constexpr uint16_t kSmallDataRoom = RTE_PKTMBUF_HEADROOM + 384;  // RX burst cap with software RSS (stack arrays)
+    static constexpr uint16_t kSmallDataRoom =
+        RTE_PKTMBUF_HEADROOM + 384;  // RX burst cap with software RSS (stack arrays)
 
     struct alignas(RTE_CACHE_LINE_SIZE) Worker {
         Worker(const AppConfig& c, unsigned idx) : app(c, idx) {}
@@ -372,23 +379,17 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         return small_pools[socket];
     };
     auto free_pools = [&] {
-        for (rte_mempool*& p : small_pools) {
-            if (!p) continue;
-            const unsigned avail = rte_mempool_avail_count(p), size = p->size;
-            if (avail != size)
-                fprintf(stderr, "%s: warning: %u mbufs not back in %s\n", app_name, size - avail,
-                        p->name);
-            rte_mempool_free(p);
-            p = nullptr;
-        }
-        for (rte_mempool*& p : pools) {
-            if (!p) continue;
-            const unsigned avail = rte_mempool_avail_count(p), size = p->size;
-            if (avail != size)
-                fprintf(stderr, "%s: warning: %u mbufs not back in %s\n", app_name, size - avail,
-                        p->name);
-            rte_mempool_free(p);
-            p = nullptr;
+        for (rte_mempool** set : {small_pools, pools}) {
+            for (unsigned i = 0; i < RTE_MAX_NUMA_NODES; ++i) {
+                rte_mempool*& p = set[i];
+                if (!p) continue;
+                const unsigned avail = rte_mempool_avail_count(p), size = p->size;
+                if (avail != size)
+                    fprintf(stderr, "%s: warning: %u mbufs not back in %s\n", app_name,
+                            size - avail, p->name);
+                rte_mempool_free(p);
+                p = nullptr;
+            }
         }
     };
 
@@ -478,7 +479,7 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
             if (ok) {
                 proto::TcpConfig tc;
                 tc.mss = uint16_t(opt.mtu - 40);
-                if constexpr (requires(App a, proto::TcpConfig& c) { a.tcp_config(c); })
+                if constexpr (requires(App a, proto::TcpConfig & c) { a.tcp_config(c); })
                     w->app.tcp_config(tc);
                 if (!w->tcp.init(tc, &w->stack, socket, tcp_secret, rte_rdtsc())) ok = false;
                 w->tcp.set_small_pool(small_pool_for(socket));

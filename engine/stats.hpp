@@ -101,7 +101,9 @@ struct StatsView {
         }
         return s;
     }
-    bool has_tcp() const { return workers && tcp[0]; }
+    bool has_tcp() const {
+        return workers && tcp[0];
+    }
     proto::TcpCounters tcp_total() const {
         proto::TcpCounters s;
         for (unsigned i = 0; i < workers; ++i) {

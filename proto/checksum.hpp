@@ -154,7 +154,8 @@ inline uint64_t sum_mbuf(const rte_mbuf* m, uint32_t off, uint32_t len, uint64_t
 // The checksum to store in a UDP/TCP segment at `l4_off` of a chain, its field zero.
 inline uint16_t l4_checksum_mbuf(const rte_mbuf* m, const rte_ipv4_hdr* ip, uint32_t l4_off,
                                  uint16_t l4_len) {
-    const uint16_t c = uint16_t(~fold_sum(sum_mbuf(m, l4_off, l4_len, pseudo_header_sum(ip, l4_len))));
+    const uint16_t c =
+        uint16_t(~fold_sum(sum_mbuf(m, l4_off, l4_len, pseudo_header_sum(ip, l4_len))));
     return c == 0 ? 0xffff : c;
 }
 

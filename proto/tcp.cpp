@@ -24,12 +24,12 @@ constexpr uint16_t kTcpHdrLen = sizeof(rte_tcp_hdr);
 constexpr uint16_t kHdrs = kEthHdrLen + kIpv4HdrLen;
 constexpr uint16_t kDefaultMss = 536;  // RFC 9293 3.7.1: when the peer sends no MSS option
 constexpr uint16_t kEphemeralLo = 49152, kEphemeralHi = 65535;  // RFC 6335 6
-constexpr uint32_t kMaxWindow = 1u << 30;                      // RFC 7323 2.3
+constexpr uint32_t kMaxWindow = 1u << 30;                       // RFC 7323 2.3
 constexpr unsigned kDupThresh = 3;                              // RFC 5681 3.2, RFC 6675 2
 // SYN cookies: the MSS is encoded as an index into this table.
 constexpr uint16_t kCookieMss[4] = {536, 1220, 1440, 1460};
-constexpr uint8_t kOptEnd = 0, kOptNop = 1, kOptMss = 2, kOptWs = 3, kOptSackPerm = 4,
-                  kOptSack = 5, kOptTs = 8;
+constexpr uint8_t kOptEnd = 0, kOptNop = 1, kOptMss = 2, kOptWs = 3, kOptSackPerm = 4, kOptSack = 5,
+                  kOptTs = 8;
 
 // SipHash-2-4 (Aumasson and Bernstein): the keyed pseudorandom function RFC 6528 3 asks for,
 // for ISNs and SYN cookies.
@@ -97,15 +97,15 @@ inline uint32_t seg_payload(const rte_mbuf* m) {
 }  // namespace
 
 const char* tcp_state_name(TcpState s) {
-    static const char* const names[] = {"CLOSED",     "LISTEN",     "SYN-SENT",   "SYN-RECEIVED",
+    static const char* const names[] = {"CLOSED",      "LISTEN",     "SYN-SENT",   "SYN-RECEIVED",
                                         "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT",
-                                        "CLOSING",    "LAST-ACK",   "TIME-WAIT"};
+                                        "CLOSING",     "LAST-ACK",   "TIME-WAIT"};
     return names[unsigned(s)];
 }
 
 const char* tcp_close_reason_name(TcpCloseReason r) {
-    static const char* const names[] = {"normal", "reset", "refused", "timeout", "aborted",
-                                        "no_memory"};
+    static const char* const names[] = {"normal",  "reset",   "refused",
+                                        "timeout", "aborted", "no_memory"};
     return names[unsigned(r)];
 }
 
@@ -163,14 +163,13 @@ bool Tcp::init(const TcpConfig& cfg, Stack* stack, int socket_id, const uint8_t 
     hp.hash_func_init_val = 0;
     hp.socket_id = socket_id;
     table_ = rte_hash_create(&hp);
-    conns_ = static_cast<TcpConn*>(rte_zmalloc_socket("sl_tcp_conns",
-                                                      sizeof(TcpConn) * cfg_.max_conns,
-                                                      RTE_CACHE_LINE_SIZE, socket_id));
+    conns_ = static_cast<TcpConn*>(rte_zmalloc_socket(
+        "sl_tcp_conns", sizeof(TcpConn) * cfg_.max_conns, RTE_CACHE_LINE_SIZE, socket_id));
     ooo_mem_ = static_cast<TcpOooSeg*>(rte_zmalloc_socket(
         "sl_tcp_ooo", sizeof(TcpOooSeg) * cfg_.ooo_pool, RTE_CACHE_LINE_SIZE, socket_id));
     ev_cap_ = 4 * cfg_.max_conns + kDataEvents;
-    ev_ = static_cast<TcpEvent*>(
-        rte_zmalloc_socket("sl_tcp_ev", sizeof(TcpEvent) * ev_cap_, RTE_CACHE_LINE_SIZE, socket_id));
+    ev_ = static_cast<TcpEvent*>(rte_zmalloc_socket("sl_tcp_ev", sizeof(TcpEvent) * ev_cap_,
+                                                    RTE_CACHE_LINE_SIZE, socket_id));
     if (!table_ || !conns_ || !ooo_mem_ || !ev_) {
         fprintf(stderr, "tcp: out of memory for %u connections\n", cfg_.max_conns);
         return false;
@@ -185,7 +184,8 @@ bool Tcp::init(const TcpConfig& cfg, Stack* stack, int socket_id, const uint8_t 
     }
     now_ = now;
     wheel_.init(now / tick_div_);
-    next_port_ = uint16_t(kEphemeralLo + (siphash24(secret_, &now, 1) % (kEphemeralHi - kEphemeralLo)));
+    next_port_ =
+        uint16_t(kEphemeralLo + (siphash24(secret_, &now, 1) % (kEphemeralHi - kEphemeralLo)));
     stack->attach_tcp(this);
     return true;
 }
@@ -242,8 +242,14 @@ TcpConn* Tcp::alloc_conn(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport) {
 
 void Tcp::tw_unlink(TcpConn* c) {
     if (c->state != TcpState::time_wait) return;
-    if (c->tw_prev) c->tw_prev->tw_next = c->tw_next; else tw_head_ = c->tw_next;
-    if (c->tw_next) c->tw_next->tw_prev = c->tw_prev; else tw_tail_ = c->tw_prev;
+    if (c->tw_prev)
+        c->tw_prev->tw_next = c->tw_next;
+    else
+        tw_head_ = c->tw_next;
+    if (c->tw_next)
+        c->tw_next->tw_prev = c->tw_prev;
+    else
+        tw_tail_ = c->tw_prev;
     c->tw_prev = c->tw_next = nullptr;
 }
 
@@ -334,7 +340,10 @@ void Tcp::enter_time_wait(TcpConn* c, uint64_t now) {
     set_state(c, TcpState::time_wait);
     c->tw_prev = tw_tail_;
     c->tw_next = nullptr;
-    if (tw_tail_) tw_tail_->tw_next = c; else tw_head_ = c;
+    if (tw_tail_)
+        tw_tail_->tw_next = c;
+    else
+        tw_head_ = c;
     tw_tail_ = c;
     wheel_.cancel(&c->delack_timer);
     release_queues(c);
@@ -585,7 +594,8 @@ void Tcp::input_listen(Seg& s, rte_be32_t src, uint64_t now, unsigned li) {
             const uint32_t cnt = uint32_t(now / hz_ / 64);
             const uint32_t c_in = (isn >> 2) & 63;
             if (((cnt - c_in) & 63) <= 1 &&
-                (isn & 0xffffff00u) == cookie(src, s.th->src_port, s.th->dst_port, s.seq - 1, c_in)) {
+                (isn & 0xffffff00u) ==
+                    cookie(src, s.th->src_port, s.th->dst_port, s.seq - 1, c_in)) {
                 TcpConn* c = alloc_conn(src, s.th->src_port, s.th->dst_port);
                 if (!c) {
                     ctr_.syn_dropped++;
@@ -830,8 +840,8 @@ void Tcp::input_conn(TcpConn* c, Seg& s, uint64_t now) {
     // TIME_WAIT and a new SYN: reopen if the SYN is provably new (RFC 9293 3.6.1; RFC 6191:
     // its timestamp is newer, or without timestamps its sequence number is above RCV.NXT).
     if (st == TcpState::time_wait && (s.flags & (kSyn | kAck | kRst)) == kSyn) {
-        const bool newer = (c->ts_ok && s.o.has_ts) ? seq_gt(s.o.tsval, c->ts_recent)
-                                                    : seq_gt(s.seq, c->rcv_nxt);
+        const bool newer =
+            (c->ts_ok && s.o.has_ts) ? seq_gt(s.o.tsval, c->ts_recent) : seq_gt(s.seq, c->rcv_nxt);
         if (newer) {
             const rte_be32_t src = c->raddr;
             const uint16_t dport = rte_be_to_cpu_16(c->lport);
@@ -888,8 +898,7 @@ void Tcp::input_conn(TcpConn* c, Seg& s, uint64_t now) {
     uint32_t slen = s.len + ((s.flags & kSyn) ? 1 : 0) + ((s.flags & kFin) ? 1 : 0);
     bool acceptable;
     if (slen == 0) {
-        acceptable = rwnd == 0 ? s.seq == c->rcv_nxt
-                               : seq_in(s.seq, c->rcv_nxt, c->rcv_nxt + rwnd);
+        acceptable = rwnd == 0 ? s.seq == c->rcv_nxt : seq_in(s.seq, c->rcv_nxt, c->rcv_nxt + rwnd);
     } else {
         acceptable = rwnd != 0 && (seq_in(s.seq, c->rcv_nxt, c->rcv_nxt + rwnd) ||
                                    seq_in(s.seq + slen - 1, c->rcv_nxt, c->rcv_nxt + rwnd));
@@ -1086,8 +1095,7 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
             c->cc.on_ack(acked, now * 1000000 / hz_, c->srtt_us);
         }
         // ECN (RFC 3168 6.1.2): ECE on a new ACK → reduce once per window, set CWR.
-        if (c->ecn_ok && (s.flags & kEce) && !c->in_recovery &&
-            seq_geq(s.ack, c->ecn_recover)) {
+        if (c->ecn_ok && (s.flags & kEce) && !c->in_recovery && seq_geq(s.ack, c->ecn_recover)) {
             c->cc.on_congestion(flight);
             c->ecn_cwr = true;
             c->ecn_recover = c->snd_max;
@@ -1256,7 +1264,7 @@ void Tcp::rtt_sample(TcpConn* c, uint32_t r) {
     } else {
         const uint32_t d = c->srtt_us > r ? c->srtt_us - r : r - c->srtt_us;
         c->rttvar_us = (3 * c->rttvar_us + d) / 4;  // beta = 1/4
-        c->srtt_us = (7 * c->srtt_us + r) / 8;       // alpha = 1/8
+        c->srtt_us = (7 * c->srtt_us + r) / 8;      // alpha = 1/8
     }
     // RTO = SRTT + max(G, K * RTTVAR), K = 4, G = the 1 ms clock granularity; clamped to
     // [rto_min, rto_max] (2.4, 2.5).
@@ -1864,12 +1872,12 @@ void Tcp::output(TcpConn* c, uint64_t now) {
             want_flush(c);
             break;
         }
-        const uint32_t flight = (c->in_recovery && c->sack_ok) ? sack_pipe(c)
-                                                                : c->snd_nxt - c->snd_una;
+        const uint32_t flight =
+            (c->in_recovery && c->sack_ok) ? sack_pipe(c) : c->snd_nxt - c->snd_una;
         // Limited transmit (RFC 3042 2): the first two duplicate ACKs each let one new
         // segment out, so that a small window still produces the third.
-        const uint32_t lt = (!c->in_recovery && c->dupacks < kDupThresh) ? c->dupacks * c->snd_mss
-                                                                          : 0;
+        const uint32_t lt =
+            (!c->in_recovery && c->dupacks < kDupThresh) ? c->dupacks * c->snd_mss : 0;
         const uint32_t wnd = std::min(c->cc.cwnd + lt, c->snd_wnd);
         const uint32_t usable = wnd > flight ? wnd - flight : 0;
         // Also bounded by the peer's window counted from SND.UNA.
@@ -1892,12 +1900,12 @@ void Tcp::output(TcpConn* c, uint64_t now) {
             flags |= kPsh;
             if (c->fin_queued) flags |= kFin;
         }
-        if (!send_segment(c, c->snd_nxt, len, flags, now, seq_lt(c->snd_nxt, c->snd_max)))
-            break;
+        if (!send_segment(c, c->snd_nxt, len, flags, now, seq_lt(c->snd_nxt, c->snd_max))) break;
         sent_any = true;
     }
     // A FIN with nothing (more) to send.
-    if (c->fin_queued && c->snd_nxt == sq_end && (!c->fin_sent || seq_leq(c->snd_nxt, c->fin_seq))) {
+    if (c->fin_queued && c->snd_nxt == sq_end &&
+        (!c->fin_sent || seq_leq(c->snd_nxt, c->fin_seq))) {
         if (send_segment(c, c->snd_nxt, 0, kAck | kFin, now, c->fin_sent)) sent_any = true;
     }
     if (c->ack_now && !sent_any) send_ack(c, now);
@@ -2163,22 +2171,27 @@ bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, ui
     return true;
 }
 
-// Indirect mbufs over [seq, seq + len) of the send queue: the payload stays where the app put
-// it, its reference count held by the segment until the port has sent it.
-rte_mbuf* Tcp::sq_clone(TcpConn* c, uint32_t seq, uint32_t len) {
-    rte_mbuf* seg;
-    uint32_t seg_seq;
+// The send-queue segment holding `seq` (and the sequence number of its first byte), from the
+// cursor where output left off, else from the head (SND.UNA).
+rte_mbuf* Tcp::sq_seek(TcpConn* c, uint32_t seq, uint32_t& seg_seq) {
+    rte_mbuf* seg = c->sq_head;
+    seg_seq = c->snd_una;
     if (c->sq_cur && seq_geq(seq, c->sq_cur_seq) && seq_geq(c->sq_cur_seq, c->snd_una)) {
         seg = c->sq_cur;
         seg_seq = c->sq_cur_seq;
-    } else {
-        seg = c->sq_head;
-        seg_seq = c->snd_una;
     }
     while (seg && seq_geq(seq, seg_seq + seg_payload(seg))) {
         seg_seq += seg_payload(seg);
         seg = seg->next;
     }
+    return seg;
+}
+
+// Indirect mbufs over [seq, seq + len) of the send queue: the payload stays where the app put
+// it, its reference count held by the segment until the port has sent it.
+rte_mbuf* Tcp::sq_clone(TcpConn* c, uint32_t seq, uint32_t len) {
+    uint32_t seg_seq;
+    rte_mbuf* seg = sq_seek(c, seq, seg_seq);
     rte_mbuf* head = nullptr;
     rte_mbuf* tail = nullptr;
     uint16_t nsegs = 0;
@@ -2225,16 +2238,8 @@ rte_mbuf* Tcp::sq_clone(TcpConn* c, uint32_t seq, uint32_t len) {
 
 // Copies [seq, seq + len) of the send queue to `dst` (small segments, send_segment).
 void Tcp::sq_copy(TcpConn* c, uint32_t seq, uint32_t len, char* dst) {
-    rte_mbuf* seg = c->sq_head;
-    uint32_t seg_seq = c->snd_una;
-    if (c->sq_cur && seq_geq(seq, c->sq_cur_seq) && seq_geq(c->sq_cur_seq, c->snd_una)) {
-        seg = c->sq_cur;
-        seg_seq = c->sq_cur_seq;
-    }
-    while (seg && seq_geq(seq, seg_seq + seg_payload(seg))) {
-        seg_seq += seg_payload(seg);
-        seg = seg->next;
-    }
+    uint32_t seg_seq;
+    rte_mbuf* seg = sq_seek(c, seq, seg_seq);
     uint32_t off = seq - seg_seq;
     while (len && seg) {
         const uint32_t take = std::min(len, seg_payload(seg) - off);
@@ -2373,8 +2378,10 @@ void Tcp::on_rto(TcpConn* c, uint64_t now) {
         wheel_.arm(&c->rtx_timer, wheel_.now() + backed_off_rto(c));
         return;
     }
-    if (c->retries == 1) c->cc.on_rto(c->snd_max - c->snd_una);
-    else c->cc.cwnd = c->snd_mss;
+    if (c->retries == 1)
+        c->cc.on_rto(c->snd_max - c->snd_una);
+    else
+        c->cc.cwnd = c->snd_mss;
     c->in_recovery = false;
     c->recover = c->snd_max;  // RFC 6582 3.2 step 1 after a timeout
     c->recover_set = true;
@@ -2392,8 +2399,10 @@ void Tcp::on_rto(TcpConn* c, uint64_t now) {
         const uint32_t len = std::min(c->snd_mss, c->sq_bytes);
         uint8_t flags = kAck;
         if (len == c->sq_bytes && c->fin_queued && c->fin_sent) flags |= kFin;
-        if (len) send_segment(c, c->snd_una, len, flags, now, true);
-        else if (c->fin_sent) send_segment(c, c->snd_una, 0, kAck | kFin, now, true);
+        if (len)
+            send_segment(c, c->snd_una, len, flags, now, true);
+        else if (c->fin_sent)
+            send_segment(c, c->snd_una, 0, kAck | kFin, now, true);
     }
     c->rtx_kind = TcpConn::rtx_rto;
     wheel_.arm(&c->rtx_timer, wheel_.now() + backed_off_rto(c));

@@ -61,28 +61,28 @@ enum class TcpCloseReason : uint8_t {
 const char* tcp_close_reason_name(TcpCloseReason r);
 
 struct TcpConfig {
-    uint32_t max_conns = 16384;   // per core, TIME_WAIT included
-    uint16_t mss = 1460;          // what we announce; min(MTU - 40, this)
-    uint32_t rcv_buf = 1 << 20;   // receive window we offer (bytes; scaled, RFC 7323 2)
-    uint32_t snd_buf = 1 << 20;   // send queue limit: writable() below it
-    uint32_t rto_min_ms = 200;    // RFC 6298 2.4 says 1 s; 200 ms as Linux (configurable)
+    uint32_t max_conns = 16384;      // per core, TIME_WAIT included
+    uint16_t mss = 1460;             // what we announce; min(MTU - 40, this)
+    uint32_t rcv_buf = 1 << 20;      // receive window we offer (bytes; scaled, RFC 7323 2)
+    uint32_t snd_buf = 1 << 20;      // send queue limit: writable() below it
+    uint32_t rto_min_ms = 200;       // RFC 6298 2.4 says 1 s; 200 ms as Linux (configurable)
     uint32_t rto_initial_ms = 1000;  // RFC 6298 2.1
     uint32_t rto_max_ms = 60000;     // RFC 6298 2.5
     uint32_t syn_retries = 6;
     uint32_t data_retries = 15;
-    uint32_t delack_ms = 40;          // RFC 1122 4.2.3.2: < 500 ms
-    uint32_t msl_ms = 30000;          // TIME_WAIT lasts 2 * MSL (RFC 9293 3.4.2)
+    uint32_t delack_ms = 40;               // RFC 1122 4.2.3.2: < 500 ms
+    uint32_t msl_ms = 30000;               // TIME_WAIT lasts 2 * MSL (RFC 9293 3.4.2)
     uint32_t keepalive_idle_ms = 7200000;  // RFC 1122 4.2.3.6: >= 2 h by default
     uint32_t keepalive_intvl_ms = 75000;
     uint32_t keepalive_probes = 9;
-    uint32_t syn_backlog = 256;  // half-open connections per listener before SYN cookies
+    uint32_t syn_backlog = 256;    // half-open connections per listener before SYN cookies
     uint32_t ooo_max_segs = 1024;  // out-of-order segments held per connection (1 MB / MSS)
-    uint32_t ooo_pool = 65536;    // out-of-order segment slots per core
+    uint32_t ooo_pool = 65536;     // out-of-order segment slots per core
     TcpCcAlgo cc = TcpCcAlgo::cubic;
     bool sack = true;        // RFC 2018
     bool timestamps = true;  // RFC 7323
     bool window_scale = true;
-    bool ecn = false;        // ask for ECN on active opens; always accepted when the peer asks
+    bool ecn = false;  // ask for ECN on active opens; always accepted when the peer asks
     bool syn_cookies = true;
     bool nodelay = false;    // Nagle off by default? no: Nagle on (RFC 1122 4.2.3.4)
     bool keepalive = false;  // off by default (RFC 1122 4.2.3.6)
@@ -93,7 +93,7 @@ struct TcpConnStats {
     uint64_t bytes_sent = 0;      // payload bytes acknowledged by the peer
     uint64_t bytes_received = 0;  // payload bytes delivered to the app
     uint64_t segs_out = 0, segs_in = 0;
-    uint64_t retransmits = 0;      // segments sent again
+    uint64_t retransmits = 0;  // segments sent again
     uint64_t fast_retransmits = 0;
     uint64_t rto_expirations = 0;
     uint32_t srtt_us = 0, rttvar_us = 0, rto_ms = 0;
@@ -150,26 +150,33 @@ struct TcpConn {
     bool closed_event;  // on_tcp_closed queued
     bool nodelay, keepalive;
     bool sack_ok, ts_ok, ws_ok, ecn_ok;
-    bool want_writable;  // send() refused: tell the app when there is room
-    bool ack_now;        // send an ACK at the next flush
-    bool rtt_timing;     // a segment is timed (Karn's rule, RFC 6298 3)
-    bool in_recovery;    // fast recovery (RFC 6582 / RFC 6675)
-    bool ecn_ece;        // send ECE until CWR (RFC 3168 6.1.3)
-    bool ecn_cwr;        // set CWR on the next new data segment
-    bool syn_cookie;     // created from a SYN cookie
+    bool want_writable;   // send() refused: tell the app when there is room
+    bool ack_now;         // send an ACK at the next flush
+    bool rtt_timing;      // a segment is timed (Karn's rule, RFC 6298 3)
+    bool in_recovery;     // fast recovery (RFC 6582 / RFC 6675)
+    bool ecn_ece;         // send ECE until CWR (RFC 3168 6.1.3)
+    bool ecn_cwr;         // set CWR on the next new data segment
+    bool syn_cookie;      // created from a SYN cookie
     bool manual_window;   // see Tcp::set_manual_window
     bool sq_tail_own;     // the send queue's tail mbuf was filled by send_copy (may grow)
     bool in_table;        // in the lookup table
     bool freed;           // released while on the flush list
     bool writable_event;  // a writable event is queued
     bool recover_set;     // `recover` holds a value (RFC 6582)
-    bool app_knows;  // the app has (or will have) heard of it: a closed event is owed
-    bool app_done;   // the closed event was delivered (the slot lingers only in TIME_WAIT)
-    enum RtxKind : uint8_t { rtx_none, rtx_rto, rtx_persist, rtx_keepalive, rtx_time_wait, rtx_fin_wait_2 };
+    bool app_knows;       // the app has (or will have) heard of it: a closed event is owed
+    bool app_done;        // the closed event was delivered (the slot lingers only in TIME_WAIT)
+    enum RtxKind : uint8_t {
+        rtx_none,
+        rtx_rto,
+        rtx_persist,
+        rtx_keepalive,
+        rtx_time_wait,
+        rtx_fin_wait_2
+    };
     RtxKind rtx_kind;
     uint8_t delack_segs;  // full segments received and not yet acknowledged
     uint8_t dupacks;
-    uint8_t retries;     // consecutive RTO expirations (or keepalive probes)
+    uint8_t retries;  // consecutive RTO expirations (or keepalive probes)
     uint8_t snd_wscale, rcv_wscale;
     uint8_t backoff;
     TcpCloseReason close_reason;
@@ -326,8 +333,8 @@ class Tcp {
         uint32_t seq, ack, len;  // len: payload bytes
         uint32_t wnd;            // unscaled
         uint8_t flags;
-        uint8_t ecn;             // IP ECN bits
-        uint16_t payload_off;    // in the first mbuf segment
+        uint8_t ecn;           // IP ECN bits
+        uint16_t payload_off;  // in the first mbuf segment
         Opts o;
     };
 
@@ -393,8 +400,7 @@ class Tcp {
     void send_syn(TcpConn* c, uint64_t now);
     void send_rst_for(const Seg& s, rte_be32_t src, uint64_t now);
     void send_raw(rte_be32_t dst, rte_be16_t dport, rte_be16_t sport, uint32_t seq, uint32_t ack,
-                  uint8_t flags, uint16_t wnd, const uint8_t* opts, uint16_t opt_len,
-                  uint64_t now);
+                  uint8_t flags, uint16_t wnd, const uint8_t* opts, uint16_t opt_len, uint64_t now);
     void fill_ip(rte_mbuf* m, rte_ipv4_hdr* ip, rte_be32_t dst, uint16_t l4_len, bool ect);
     // `len`: the payload the segment carries (SACK blocks take only the room it leaves).
     unsigned write_options(TcpConn* c, uint8_t flags, uint8_t* p, uint64_t now, uint32_t len);
@@ -406,6 +412,7 @@ class Tcp {
     void sq_acked(TcpConn* c, uint32_t bytes);
     rte_mbuf* sq_clone(TcpConn* c, uint32_t seq, uint32_t len);
     void sq_copy(TcpConn* c, uint32_t seq, uint32_t len, char* dst);
+    rte_mbuf* sq_seek(TcpConn* c, uint32_t seq, uint32_t& seg_seq);
     static constexpr uint32_t kInlinePayload = 128;
 
     // Timers.

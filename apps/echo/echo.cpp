@@ -340,17 +340,15 @@ void Echo::poll(Tcp& tcp, uint64_t now) {
     }
     // The benchmark modes look at the clock once their window could have ended (every
     // loop of the worker calls this: no division on the way).
-    if (cfg_.mode != Mode::transfer && measuring_ && now < t_measure_ + window_ &&
-        now <= deadline_)
+    if (cfg_.mode != Mode::transfer && measuring_ && now < t_measure_ + window_ && now <= deadline_)
         return;
     const double elapsed = measuring_ ? double(now - t_measure_) / double(hz_) : 0;
     switch (cfg_.mode) {
         case Mode::transfer:
             if (closed_ == cfg_.conns) {
-                printf(
-                    "client: done conns=%u ok=%u failed=%u bytes_sent=%" PRIu64
-                    " bytes_received=%" PRIu64 " mismatches=%" PRIu64 "\n",
-                    cfg_.conns, ok_, failed_, total_sent_, total_received_, mismatches_);
+                printf("client: done conns=%u ok=%u failed=%u bytes_sent=%" PRIu64
+                       " bytes_received=%" PRIu64 " mismatches=%" PRIu64 "\n",
+                       cfg_.conns, ok_, failed_, total_sent_, total_received_, mismatches_);
                 for (const std::string& f : failures_) printf("%s\n", f.c_str());
                 rc_ = (failed_ == 0 && mismatches_ == 0) ? 0 : 1;
                 finish_run("done");
@@ -358,10 +356,9 @@ void Echo::poll(Tcp& tcp, uint64_t now) {
             return;
         case Mode::rr:
             if (measuring_ && elapsed >= cfg_.duration_s) {
-                printf("client: rr conns=%u size=%u transactions=%" PRIu64
-                       " seconds=%.3f tps=%.0f\n",
-                       cfg_.conns, cfg_.size, transactions_, elapsed,
-                       double(transactions_) / elapsed);
+                printf(
+                    "client: rr conns=%u size=%u transactions=%" PRIu64 " seconds=%.3f tps=%.0f\n",
+                    cfg_.conns, cfg_.size, transactions_, elapsed, double(transactions_) / elapsed);
                 finish_run("done");
             } else if (!measuring_ && now > deadline_) {
                 printf("client: timeout (%u of %u connections established)\n", established_,
@@ -373,8 +370,7 @@ void Echo::poll(Tcp& tcp, uint64_t now) {
         case Mode::cps:
             if (measuring_ && elapsed >= cfg_.duration_s) {
                 printf("client: cps conns=%u connections=%" PRIu64 " seconds=%.3f cps=%.0f\n",
-                       cfg_.conns, completed_conns_, elapsed,
-                       double(completed_conns_) / elapsed);
+                       cfg_.conns, completed_conns_, elapsed, double(completed_conns_) / elapsed);
                 if (failed_) printf("client: %u connections failed\n", failed_);
                 finish_run("done");
             }
@@ -383,8 +379,8 @@ void Echo::poll(Tcp& tcp, uint64_t now) {
             if (measuring_ && elapsed >= cfg_.duration_s) {
                 // Goodput: bytes the peer acknowledged.
                 const uint64_t acked = bulk_conn_ ? tcp.stats(bulk_conn_).bytes_sent : 0;
-                printf("client: bulk bytes=%" PRIu64 " seconds=%.3f gbps=%.3f\n", acked,
-                       elapsed, double(acked) * 8 / elapsed / 1e9);
+                printf("client: bulk bytes=%" PRIu64 " seconds=%.3f gbps=%.3f\n", acked, elapsed,
+                       double(acked) * 8 / elapsed / 1e9);
                 finish_run("done");
             }
             return;

@@ -105,12 +105,12 @@ class Echo {
     Peer* free_peers_ = nullptr;
     Peer* new_peer();
     void free_peer(Peer* p);
-    std::vector<uint8_t> pat_;     // transfer pattern (period 65521: no alignment with MSS)
+    std::vector<uint8_t> pat_;  // transfer pattern (period 65521: no alignment with MSS)
     uint32_t opened_ = 0, established_ = 0, closed_ = 0, ok_ = 0, failed_ = 0;
     uint64_t total_sent_ = 0, total_received_ = 0, mismatches_ = 0;
-    uint64_t transactions_ = 0, completed_conns_ = 0, bulk_bytes_ = 0;
+    uint64_t transactions_ = 0, completed_conns_ = 0;
     bool measuring_ = false;
-    uint32_t pending_opens_ = 0;          // cps: connects to retry (no port or slot free)
+    uint32_t pending_opens_ = 0;  // cps: connects to retry (no port or slot free)
     proto::TcpConn* bulk_conn_ = nullptr;
     FILE* recv_out_ = nullptr;
     std::vector<std::string> failures_;

@@ -46,7 +46,8 @@ int main(int argc, char** argv) {
     };
     std::vector<engine::AppOption> app_opts = {
         {"listen", true, "server: TCP port to serve (default 7)",
-         num(1, 65535, [&](uint64_t x) { cfg.listen_port = uint16_t(x); }, "--listen")},
+         num(
+             1, 65535, [&](uint64_t x) { cfg.listen_port = uint16_t(x); }, "--listen")},
         {"discard", false, "server: discard (RFC 863) instead of echo (RFC 862)",
          [&](const std::string&, std::string&) { return cfg.discard = true; }},
         {"connect", true, "client: connect to A.B.C.D:PORT",
@@ -62,9 +63,11 @@ int main(int argc, char** argv) {
              return connect = true;
          }},
         {"conns", true, "client: concurrent connections (default 1)",
-         num(1, 60000, [&](uint64_t x) { cfg.conns = uint32_t(x); }, "--conns")},
+         num(
+             1, 60000, [&](uint64_t x) { cfg.conns = uint32_t(x); }, "--conns")},
         {"bytes", true, "client: bytes each connection sends (a fixed pseudorandom pattern)",
-         num(0, uint64_t(1) << 40, [&](uint64_t x) { cfg.bytes = x; }, "--bytes")},
+         num(
+             0, uint64_t(1) << 40, [&](uint64_t x) { cfg.bytes = x; }, "--bytes")},
         {"send-file", true, "client: each connection sends this file's contents",
          [&](const std::string& v, std::string&) {
              send_file = v;
@@ -78,19 +81,24 @@ int main(int argc, char** argv) {
         {"verify", false, "client: check that what comes back equals what was sent",
          [&](const std::string&, std::string&) { return cfg.verify = true; }},
         {"timeout", true, "client: give up after this many seconds (default 60)",
-         num(1, 86400, [&](uint64_t x) { cfg.timeout_s = double(x); }, "--timeout")},
+         num(
+             1, 86400, [&](uint64_t x) { cfg.timeout_s = double(x); }, "--timeout")},
         {"rr", true, "client: request/response with SIZE-byte messages",
-         num(1, 65536, [&](uint64_t x) { cfg.size = uint32_t(x), rr = true; }, "--rr")},
+         num(
+             1, 65536, [&](uint64_t x) { cfg.size = uint32_t(x), rr = true; }, "--rr")},
         {"cps", false, "client: connect, one request, close, repeat",
          [&](const std::string&, std::string&) { return cps = true; }},
         {"bulk", false, "client: stream to a discard server on one connection",
          [&](const std::string&, std::string&) { return bulk = true; }},
         {"size", true, "client: message size for --cps, write size for --bulk",
-         num(1, 65536, [&](uint64_t x) { cfg.size = uint32_t(x); }, "--size")},
+         num(
+             1, 65536, [&](uint64_t x) { cfg.size = uint32_t(x); }, "--size")},
         {"cc", true, "TCP congestion control: cubic (default) or newreno",
          [&](const std::string& v, std::string& err) {
-             if (v == "cubic") cfg.tcp.cc = proto::TcpCcAlgo::cubic;
-             else if (v == "newreno") cfg.tcp.cc = proto::TcpCcAlgo::newreno;
+             if (v == "cubic")
+                 cfg.tcp.cc = proto::TcpCcAlgo::cubic;
+             else if (v == "newreno")
+                 cfg.tcp.cc = proto::TcpCcAlgo::newreno;
              else {
                  err = "--cc: cubic or newreno, got '" + v + "'";
                  return false;
@@ -98,11 +106,14 @@ int main(int argc, char** argv) {
              return true;
          }},
         {"rto-min-ms", true, "TCP minimum retransmission timeout (default 200)",
-         num(1, 60000, [&](uint64_t x) { cfg.tcp.rto_min_ms = uint32_t(x); }, "--rto-min-ms")},
+         num(
+             1, 60000, [&](uint64_t x) { cfg.tcp.rto_min_ms = uint32_t(x); }, "--rto-min-ms")},
         {"msl-ms", true, "TCP maximum segment lifetime; TIME-WAIT is twice it (default 30000)",
-         num(1, 600000, [&](uint64_t x) { cfg.tcp.msl_ms = uint32_t(x); }, "--msl-ms")},
+         num(
+             1, 600000, [&](uint64_t x) { cfg.tcp.msl_ms = uint32_t(x); }, "--msl-ms")},
         {"max-conns", true, "TCP connections per core (default 16384)",
-         num(16, 1 << 20, [&](uint64_t x) { cfg.tcp.max_conns = uint32_t(x); }, "--max-conns")},
+         num(
+             16, 1 << 20, [&](uint64_t x) { cfg.tcp.max_conns = uint32_t(x); }, "--max-conns")},
         {"ecn", false, "TCP: ask for ECN on connections we open (RFC 3168)",
          [&](const std::string&, std::string&) { return cfg.tcp.ecn = true; }},
         {"no-sack", false, "TCP: do not offer SACK",
@@ -129,9 +140,10 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (connect) {
-        cfg.mode = rr ? apps::Echo::Mode::rr
-                      : cps ? apps::Echo::Mode::cps
-                            : bulk ? apps::Echo::Mode::bulk : apps::Echo::Mode::transfer;
+        cfg.mode = rr     ? apps::Echo::Mode::rr
+                   : cps  ? apps::Echo::Mode::cps
+                   : bulk ? apps::Echo::Mode::bulk
+                          : apps::Echo::Mode::transfer;
         if (cfg.mode != apps::Echo::Mode::transfer) {
             // The measurement window starts once connected: the app stops the run itself.
             cfg.duration_s = opt.duration_s > 0 ? opt.duration_s : 5;
@@ -144,8 +156,8 @@ int main(int argc, char** argv) {
             fprintf(stderr, "sluice-echo: cannot read %s\n", send_file.c_str());
             return 2;
         }
-        cfg.file = std::make_shared<const std::vector<uint8_t>>(
-            std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        cfg.file = std::make_shared<const std::vector<uint8_t>>(std::istreambuf_iterator<char>(in),
+                                                                std::istreambuf_iterator<char>());
     }
     return engine::Runtime<apps::Echo>::run("sluice-echo", opt, cfg);
 }

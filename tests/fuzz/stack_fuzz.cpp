@@ -14,6 +14,7 @@
 #include <rte_mbuf.h>
 
 #include "proto/stack.hpp"
+#include "tests/fuzz/fuzz_eal.hpp"
 
 namespace {
 
@@ -27,17 +28,7 @@ sluice::proto::Stack* g_stack;
 uint64_t g_now = 1;
 
 bool init() {
-    static char* argv[] = {const_cast<char*>("fuzz"),
-                           const_cast<char*>("--no-huge"),
-                           const_cast<char*>("-m"),
-                           const_cast<char*>("256"),
-                           const_cast<char*>("--no-pci"),
-                           const_cast<char*>("--no-shconf"),
-                           const_cast<char*>("--log-level=lib.eal:error"),
-                           nullptr};
-    if (rte_eal_init(7, argv) < 0) abort();
-    g_pool = rte_pktmbuf_pool_create("fuzz", 8191, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
-    if (!g_pool) abort();
+    g_pool = sluice::fuzz::init_eal_and_pool();
     sluice::proto::StackConfig cfg;
     cfg.mac = {{0x02, 0, 0, 0, 0, 2}};
     cfg.ip = RTE_BE32(0xc6120002);  // 198.18.0.2

@@ -17,6 +17,7 @@
 #include <rte_mbuf.h>
 
 #include "proto/stack.hpp"
+#include "tests/fuzz/fuzz_eal.hpp"
 #include "proto/tcp.hpp"
 
 namespace {
@@ -38,17 +39,8 @@ struct Echo {
 rte_mempool* g_pool;
 
 bool init() {
-    static char* argv[] = {const_cast<char*>("fuzz"),
-                           const_cast<char*>("--no-huge"),
-                           const_cast<char*>("-m"),
-                           const_cast<char*>("256"),
-                           const_cast<char*>("--no-pci"),
-                           const_cast<char*>("--no-shconf"),
-                           const_cast<char*>("--log-level=lib.eal:error"),
-                           nullptr};
-    if (rte_eal_init(7, argv) < 0) abort();
-    g_pool = rte_pktmbuf_pool_create("fuzz", 8191, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
-    return g_pool != nullptr || (abort(), false);
+    g_pool = sluice::fuzz::init_eal_and_pool();
+    return true;
 }
 
 }  // namespace

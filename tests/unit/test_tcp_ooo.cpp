@@ -32,12 +32,12 @@ TEST_F(TcpOoo, RetransmissionRecutShorterPlusTailDeliveredOnce) {
 }
 
 TEST_F(TcpOoo, RecutLongerAndOverlappingBothSides) {
-    seg(3000, 1000);   // [3000, 4000)
-    seg(5000, 1000);   // [5000, 6000)
-    seg(2500, 4000);   // covers both and the gaps: [2500, 6500)
-    seg(6400, 600);    // overlaps the tail: [6400, 7000)
-    seg(2000, 600);    // overlaps the head: [2000, 2600)
-    seg(0, 2000);      // the hole
+    seg(3000, 1000);  // [3000, 4000)
+    seg(5000, 1000);  // [5000, 6000)
+    seg(2500, 4000);  // covers both and the gaps: [2500, 6500)
+    seg(6400, 600);   // overlaps the tail: [6400, 7000)
+    seg(2000, 600);   // overlaps the head: [2000, 2600)
+    seg(0, 2000);     // the hole
     EXPECT_EQ(tapp_.data, Bytes(all_.begin(), all_.begin() + 7000));
 }
 
@@ -56,7 +56,8 @@ TEST_F(TcpOoo, RandomRecutsOfTheSameStreamDeliveredExactlyOnce) {
         const uint32_t len = 1 + rnd(std::min<uint32_t>(1448, 20000 - off));
         seg(off, len);
     }
-    for (uint32_t off = 0; off < 20000; off += 1000) seg(off, std::min<uint32_t>(1448, 20000 - off));
+    for (uint32_t off = 0; off < 20000; off += 1000)
+        seg(off, std::min<uint32_t>(1448, 20000 - off));
     ASSERT_EQ(tapp_.data.size(), all_.size());
     EXPECT_EQ(tapp_.data, all_);
 }

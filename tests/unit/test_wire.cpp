@@ -22,6 +22,24 @@ class Wire : public ::testing::Test {
     }
 };
 
+// A UDP/IPv4 frame as the stack hands it to the port: both checksums requested (DPDK's TX
+// offload contract: IP checksum 0, the pseudo-header sum in the UDP field).
+rte_mbuf* udp_needing_checksums() {
+    Ip4 h;
+    h.src = ip(198, 18, 0, 2);
+    h.dst = ip(198, 18, 0, 1);
+    h.checksum = 0;
+    Bytes l4 = udp(h.src, h.dst, 7, 7, pattern(50), {.checksum = 0});
+    put16(&l4[6], fold(pseudo_sum(h.src, h.dst, kProtoUdp, uint16_t(l4.size()))));
+    rte_mbuf* m = to_mbuf(unit_pool(), ether(mac(2, 0, 0, 0, 0, 1), mac(2, 0, 0, 0, 0, 2),
+                                             kEthTypeIpv4, ipv4(h, l4)));
+    if (!m) return nullptr;
+    m->l2_len = 14;
+    m->l3_len = 20;
+    m->ol_flags = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_UDP_CKSUM;
+    return m;
+}
+
 TEST_F(Wire, BurstFromAArrivesOnB) {
     pmd::Wire w;
     ASSERT_EQ(w.open(fresh_name(), pmd::PortConfig{}, unit_pool()), 0);
@@ -67,18 +85,8 @@ TEST_F(Wire, TxFinishesChecksumsInSoftware) {
     pmd::Wire w;
     ASSERT_EQ(w.open(fresh_name(), pmd::PortConfig{}, unit_pool()), 0);
     EXPECT_FALSE(w.a().offloads().tx_ip_cksum);  // the ring driver offloads nothing
-    Ip4 h;
-    h.src = ip(198, 18, 0, 2);
-    h.dst = ip(198, 18, 0, 1);
-    h.checksum = 0;
-    Bytes l4 = udp(h.src, h.dst, 7, 7, pattern(50), {.checksum = 0});
-    put16(&l4[6], fold(pseudo_sum(h.src, h.dst, kProtoUdp, uint16_t(l4.size()))));
-    rte_mbuf* m = to_mbuf(unit_pool(), ether(mac(2, 0, 0, 0, 0, 1), mac(2, 0, 0, 0, 0, 2),
-                                             kEthTypeIpv4, ipv4(h, l4)));
+    rte_mbuf* m = udp_needing_checksums();
     ASSERT_NE(m, nullptr);
-    m->l2_len = 14;
-    m->l3_len = 20;
-    m->ol_flags = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_UDP_CKSUM;
     uint64_t sw = 0;
     ASSERT_EQ(w.a().tx(0, &m, 1, &sw), 1);
     EXPECT_EQ(sw, 2u);
@@ -98,17 +106,9 @@ TEST_F(Wire, TrustedLinkHandsChecksumRequestsOverAsVerified) {
     pmd::PortConfig pc;
     pc.trusted_link = true;
     ASSERT_EQ(w.open(fresh_name(), pc, unit_pool()), 0);
-    Ip4 h;
-    h.src = ip(198, 18, 0, 2);
-    h.dst = ip(198, 18, 0, 1);
-    h.checksum = 0;
-    Bytes l4 = udp(h.src, h.dst, 7, 7, pattern(50), {.checksum = 0});
-    rte_mbuf* m = to_mbuf(unit_pool(), ether(mac(2, 0, 0, 0, 0, 1), mac(2, 0, 0, 0, 0, 2),
-                                             kEthTypeIpv4, ipv4(h, l4)));
+    // The frame of TxFinishesChecksumsInSoftware, checksums requested from the port.
+    rte_mbuf* m = udp_needing_checksums();
     ASSERT_NE(m, nullptr);
-    m->l2_len = 14;
-    m->l3_len = 20;
-    m->ol_flags = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_UDP_CKSUM;
     uint64_t sw = 0;
     ASSERT_EQ(w.a().tx(0, &m, 1, &sw), 1);
     EXPECT_EQ(sw, 0u);
