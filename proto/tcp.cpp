@@ -83,6 +83,44 @@ struct ConnKey {
 };
 static_assert(sizeof(ConnKey) == 8);
 
+// The options of a SYN or SYN-ACK (RFC 9293 3.2, RFC 7323, RFC 2018), in Linux's layout:
+// MSS; SACK-permitted and timestamps, NOP-padded to whole words; NOP and window scale
+// (`wscale` < 0: none). Returns the length (at most 20).
+unsigned syn_options(uint8_t* p, uint16_t mss, bool sack, bool ts, uint32_t tsval, uint32_t tsecr,
+                     int wscale) {
+    unsigned n = 0;
+    p[n++] = kOptMss;
+    p[n++] = 4;
+    p[n++] = uint8_t(mss >> 8);
+    p[n++] = uint8_t(mss);
+    if (sack) {
+        if (!ts) {  // padded on its own: the header length counts 32-bit words
+            p[n++] = kOptNop;
+            p[n++] = kOptNop;
+        }
+        p[n++] = kOptSackPerm;
+        p[n++] = 2;
+    } else if (ts) {
+        p[n++] = kOptNop;
+        p[n++] = kOptNop;
+    }
+    if (ts) {
+        p[n++] = kOptTs;
+        p[n++] = 10;
+        const uint32_t tv = rte_cpu_to_be_32(tsval), te = rte_cpu_to_be_32(tsecr);
+        memcpy(p + n, &tv, 4);
+        memcpy(p + n + 4, &te, 4);
+        n += 8;
+    }
+    if (wscale >= 0) {
+        p[n++] = kOptNop;
+        p[n++] = kOptWs;
+        p[n++] = 3;
+        p[n++] = uint8_t(wscale);
+    }
+    return n;
+}
+
 // Options are not aligned: loads through memcpy (RFC 9293 3.1 says nothing of alignment).
 inline uint32_t load_be32(const uint8_t* p) {
     uint32_t v;
@@ -666,38 +704,19 @@ void Tcp::input_listen(Seg& s, rte_be32_t src, uint64_t now, unsigned li) {
         const uint32_t isn =
             cookie(src, s.th->src_port, s.th->dst_port, s.seq, cnt) | cnt << 2 | mi;
         uint8_t opts[40];
-        unsigned n = 0;
-        opts[n++] = kOptMss;
-        opts[n++] = 4;
-        opts[n++] = uint8_t(kCookieMss[mi] >> 8);
-        opts[n++] = uint8_t(kCookieMss[mi]);
+        bool ts = false, ws = false, sack = false;
+        uint32_t tv = 0;
         if (s.o.has_ts && cfg_.timestamps) {
-            const bool ws = s.o.has_ws && cfg_.window_scale;
-            const bool sack = s.o.sack_ok && cfg_.sack;
-            uint32_t tv = (tsval(now) & ~63u) | (ws ? s.o.wscale : 15) | (sack ? 16 : 0);
+            ts = true;
+            ws = s.o.has_ws && cfg_.window_scale;
+            sack = s.o.sack_ok && cfg_.sack;
+            tv = (tsval(now) & ~63u) | (ws ? s.o.wscale : 15) | (sack ? 16 : 0);
             // Never ahead of our clock: later segments' TSvals must not look older to the
             // peer's PAWS (RFC 7323 5.3).
             if (seq_gt(tv, tsval(now))) tv -= 64;
-            if (sack) {
-                opts[n++] = kOptSackPerm;
-                opts[n++] = 2;
-            } else {
-                opts[n++] = kOptNop;
-                opts[n++] = kOptNop;
-            }
-            opts[n++] = kOptTs;
-            opts[n++] = 10;
-            const uint32_t tvb = rte_cpu_to_be_32(tv), teb = rte_cpu_to_be_32(s.o.tsval);
-            memcpy(opts + n, &tvb, 4);
-            memcpy(opts + n + 4, &teb, 4);
-            n += 8;
-            if (ws) {
-                opts[n++] = kOptNop;
-                opts[n++] = kOptWs;
-                opts[n++] = 3;
-                opts[n++] = rcv_wscale();
-            }
         }
+        const unsigned n =
+            syn_options(opts, kCookieMss[mi], sack, ts, tv, s.o.tsval, ws ? rcv_wscale() : -1);
         send_raw(src, s.th->src_port, s.th->dst_port, isn, s.seq + 1, kSyn | kAck,
                  uint16_t(std::min<uint32_t>(cfg_.rcv_buf, 65535)), opts, uint16_t(n), now);
         ctr_.syn_cookies_sent++;
@@ -1965,40 +1984,9 @@ void Tcp::arm_idle(TcpConn* c) {
 // Options we put in a segment (RFC 9293 3.2; RFC 7323 3.2 and appendix A layout; RFC 2018).
 unsigned Tcp::write_options(TcpConn* c, uint8_t flags, uint8_t* p, uint64_t now, uint32_t len) {
     unsigned n = 0;
-    if (flags & kSyn) {
-        p[n++] = kOptMss;
-        p[n++] = 4;
-        p[n++] = uint8_t(cfg_.mss >> 8);
-        p[n++] = uint8_t(cfg_.mss);
-        if (c->sack_ok && !c->ts_ok) {
-            // Without timestamps SACK-permitted is padded on its own (the header length is in
-            // 32-bit words: MSS 4 + NOP NOP SACK-permitted 4 + NOP WS 4).
-            p[n++] = kOptNop;
-            p[n++] = kOptNop;
-        }
-        if (c->sack_ok) {
-            p[n++] = kOptSackPerm;
-            p[n++] = 2;
-        } else if (c->ts_ok) {
-            p[n++] = kOptNop;
-            p[n++] = kOptNop;
-        }
-        if (c->ts_ok) {
-            p[n++] = kOptTs;
-            p[n++] = 10;
-            const uint32_t tv = rte_cpu_to_be_32(tsval(now)), te = rte_cpu_to_be_32(c->ts_recent);
-            memcpy(p + n, &tv, 4);
-            memcpy(p + n + 4, &te, 4);
-            n += 8;
-        }
-        if (c->ws_ok) {
-            p[n++] = kOptNop;
-            p[n++] = kOptWs;
-            p[n++] = 3;
-            p[n++] = c->rcv_wscale;
-        }
-        return n;
-    }
+    if (flags & kSyn)
+        return syn_options(p, cfg_.mss, c->sack_ok, c->ts_ok, tsval(now), c->ts_recent,
+                           c->ws_ok ? c->rcv_wscale : -1);
     if (c->ts_ok) {
         p[n++] = kOptNop;
         p[n++] = kOptNop;
