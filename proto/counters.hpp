@@ -139,6 +139,7 @@ struct Counters {
     X(ooo_dropped, "out-of-order segments dropped: queue full")            \
     X(dup_segs, "segments entirely duplicate")                             \
     X(delayed_acks, "ACKs sent by the delayed-ACK timer")                  \
+    X(window_updates, "reopened-window updates repeated (no data after)")  \
     X(persist_probes, "zero-window probes sent")                           \
     X(keepalive_probes, "keepalive probes sent")                           \
     X(ecn_ce, "segments received with CE (RFC 3168)")                      \

@@ -1449,6 +1449,10 @@ void Tcp::process_fin(TcpConn* c, uint64_t now) {
 // RFC 1122 4.2.3.2: ACK at least every second full-sized segment, and within 500 ms
 // (cfg delack_ms) otherwise.
 void Tcp::schedule_ack(TcpConn* c, bool full_seg) {
+    if (c->wnd_update) {  // data came after a reopened window: the peer knows of it
+        c->wnd_update = false;
+        wheel_.cancel(&c->delack_timer);
+    }
     if (full_seg && ++c->delack_segs >= 2) {
         c->ack_now = true;
         return;
@@ -1656,10 +1660,17 @@ void Tcp::consumed(TcpConn* c, uint32_t bytes) {
     // min(half the buffer, one MSS).
     const uint32_t after = rcv_window(c);
     const uint32_t adv = seq_gt(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
-    if (after > before || after >= adv + std::min(c->rcv_buf / 2, uint32_t(cfg_.mss))) {
-        if (after >= adv + std::min(c->rcv_buf / 2, uint32_t(cfg_.mss))) {
-            c->ack_now = true;
-            want_flush(c);
+    (void)before;
+    if (after >= adv + std::min(c->rcv_buf / 2, uint32_t(cfg_.mss))) {
+        c->ack_now = true;
+        want_flush(c);
+        // Reopening a window we had closed: if this update is lost, the peer only learns of
+        // it from its persist timer, which backs off to minutes. So the update is repeated,
+        // backing off from the RTO, until data arrives (a few times at most).
+        if (adv < cfg_.mss) {
+            c->wnd_update = true;
+            c->wnd_update_tries = 0;
+            c->wnd_update_seq = c->rcv_nxt;
         }
     }
 }
@@ -2129,6 +2140,15 @@ bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, ui
         c->ack_now = false;
         c->delack_segs = 0;
         wheel_.cancel(&c->delack_timer);
+        if (unlikely(c->wnd_update)) {
+            if (c->rcv_nxt != c->wnd_update_seq || c->wnd_update_tries >= 6) {
+                c->wnd_update = false;  // data came: the peer knows; or give up
+            } else {
+                wheel_.arm(&c->delack_timer,
+                           wheel_.now() + (uint64_t(backed_off_rto(c)) << c->wnd_update_tries));
+                c->wnd_update_tries++;
+            }
+        }
     }
     const uint32_t seq_len = len + ((flags & kSyn) ? 1 : 0) + ((flags & kFin) ? 1 : 0);
     if (flags & kFin) {
@@ -2278,7 +2298,10 @@ void Tcp::poll(uint64_t now) {
     wheel_.advance(now / tick_div_, [&](TcpTimer* t) {
         TcpConn* c = static_cast<TcpConn*>(t->owner);
         if (t == &c->delack_timer) {
-            ctr_.delayed_acks++;
+            if (c->wnd_update && c->rcv_nxt == c->wnd_update_seq)
+                ctr_.window_updates++;  // a repeated window update
+            else
+                ctr_.delayed_acks++;
             c->ack_now = true;
             want_flush(c);
         } else {

@@ -163,8 +163,11 @@ struct TcpConn {
     bool freed;           // released while on the flush list
     bool writable_event;  // a writable event is queued
     bool recover_set;     // `recover` holds a value (RFC 6582)
-    bool app_knows;       // the app has (or will have) heard of it: a closed event is owed
-    bool app_done;        // the closed event was delivered (the slot lingers only in TIME_WAIT)
+    bool wnd_update;      // a reopened window is being announced (Tcp::consumed)
+    uint8_t wnd_update_tries;
+    uint32_t wnd_update_seq;  // RCV.NXT when the window reopened
+    bool app_knows;           // the app has (or will have) heard of it: a closed event is owed
+    bool app_done;            // the closed event was delivered (the slot lingers only in TIME_WAIT)
     enum RtxKind : uint8_t {
         rtx_none,
         rtx_rto,
