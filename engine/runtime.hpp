@@ -86,9 +86,9 @@ class Runtime {
   private:
     static constexpr unsigned kMaxWorkers = StatsView::kMaxWorkers;
     static constexpr unsigned kRingSize = 1024;
-    static constexpr uint16_t kSteerBurst = 64;
-    static constexpr uint16_t kSmallDataRoom =
-        RTE_PKTMBUF_HEADROOM + 384;  // RX burst cap with software RSS (stack arrays)
+    static constexpr uint16_t kSteerBurst = 64;  // RX burst cap with software RSS (stack arrays)
+    // TCP's pool of small buffers: headers, indirect mbufs, small copies.
+    static constexpr uint16_t kSmallDataRoom = RTE_PKTMBUF_HEADROOM + 384;
 
     struct alignas(RTE_CACHE_LINE_SIZE) Worker {
         Worker(const AppConfig& c, unsigned idx) : app(c, idx) {}
