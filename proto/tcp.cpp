@@ -1654,13 +1654,11 @@ bool Tcp::reuse_time_wait(TcpConn* old) {
 }
 
 void Tcp::consumed(TcpConn* c, uint32_t bytes) {
-    const uint32_t before = rcv_window(c);
     c->rcv_held = bytes < c->rcv_held ? c->rcv_held - bytes : 0;
     // RFC 9293 3.8.6.2.2 (receiver SWS avoidance): a window update once the window grew by
     // min(half the buffer, one MSS).
     const uint32_t after = rcv_window(c);
     const uint32_t adv = seq_gt(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
-    (void)before;
     if (after >= adv + std::min(c->rcv_buf / 2, uint32_t(cfg_.mss))) {
         c->ack_now = true;
         want_flush(c);
