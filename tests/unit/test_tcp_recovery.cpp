@@ -12,6 +12,20 @@ using proto::TcpState;
 
 class TcpRecovery : public TcpTest {
   protected:
+    // Passive open with an ECN-setup SYN (ECE and CWR, RFC 3168 6.1.1): listen, SYN, our
+    // SYN-ACK (returned), the peer's ACK; conn_ ESTABLISHED.
+    TcpSeg open_passive_ecn() {
+        EXPECT_EQ(tcp().listen(kSrvPort), 0);
+        listening_ = true;
+        rx_seg(kTcpSyn | kTcpEce | kTcpCwr, kPeerIsn, 0, {}, linux_syn_opts());
+        const TcpSeg sa = tx_one();
+        pseq_ = kPeerIsn + 1;
+        pack_ = sa.seq + 1;
+        rx_ack(pack_);
+        conn_ = tapp_.conn;
+        EXPECT_NE(conn_, nullptr);
+        return sa;
+    }
     static constexpr uint32_t kMss = 1448;
     // Established (RTT 1 ms), `n` full segments sent and taken.
     void open_and_send(unsigned n, proto::TcpCcAlgo cc, bool sack) {
@@ -48,6 +62,55 @@ TEST_F(TcpRecovery, FastRetransmitOnThirdDuplicateAck) {
     EXPECT_EQ(stats().ssthresh, 9 * kMss / 2);
     EXPECT_EQ(stats().cwnd, 9 * kMss / 2 + 3 * kMss);
     EXPECT_EQ(stats().rto_expirations, 0u);
+}
+
+// RFC 3042 2 (limited transmit): the first and second duplicate ACKs each send one new
+// segment, if the peer's window allows; the third retransmits.
+TEST_F(TcpRecovery, LimitedTransmitOnFirstTwoDuplicateAcks) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::newreno, false));
+    send(pattern(6 * kMss, 12));  // queued: the window is full
+    EXPECT_TRUE(tx_segs().empty());
+    rx_ack(seg(1));  // segment 1 lost: the ACK of 0 opens cwnd by one (slow start)
+    auto v = tx_segs();
+    ASSERT_EQ(v.size(), 2u);
+    EXPECT_EQ(v[0].seq, seg(10));
+    rx_ack(seg(1));
+    v = tx_segs();
+    ASSERT_EQ(v.size(), 1u) << "first duplicate: one new segment";
+    EXPECT_EQ(v[0].seq, seg(12));
+    rx_ack(seg(1));
+    v = tx_segs();
+    ASSERT_EQ(v.size(), 1u) << "second duplicate: one more";
+    EXPECT_EQ(v[0].seq, seg(13));
+    rx_ack(seg(1));
+    v = tx_segs();
+    ASSERT_GE(v.size(), 1u);
+    EXPECT_EQ(v[0].seq, seg(1)) << "third: fast retransmit";
+    EXPECT_EQ(stats().fast_retransmits, 1u);
+}
+
+// RFC 6675 2: with SACK, an ACK at SND.UNA that brings new SACK information is a duplicate
+// even when the window it carries moved (a receiver whose app reads, as Linux's does).
+TEST_F(TcpRecovery, SackDuplicateAcksCountEvenWhenTheWindowMoves) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::newreno, true));
+    rx_ack(seg(1));  // segment 1 lost
+    tx_segs();
+    const uint16_t wnds[3] = {500, 490, 480};  // scaled by 2^7: all above the flight
+    for (unsigned k = 0; k < 3; ++k) {
+        TcpOpts o;
+        o.sack = {{seg(2), seg(3 + k)}};
+        rx_ack(seg(1), o, wnds[k]);
+    }
+    EXPECT_EQ(stats().fast_retransmits, 1u);
+    bool retransmitted = false;
+    for (const TcpSeg& t : tx_segs()) retransmitted |= t.seq == seg(1);
+    EXPECT_TRUE(retransmitted);
+    // Without new SACK information and with the window moving, an ACK is not a duplicate.
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::newreno, true));
+    rx_ack(seg(1));
+    tx_segs();
+    for (unsigned k = 0; k < 3; ++k) rx_ack(seg(1), {}, wnds[k]);
+    EXPECT_EQ(stats().fast_retransmits, 0u);
 }
 
 // RFC 6582 3.2 step 4: a partial ACK (above the old SND.UNA, below `recover`) retransmits
@@ -112,16 +175,9 @@ TEST_F(TcpRecovery, SackRecoveryRetransmitsEachHole) {
 // RFC 3168 6.1.1: an ECN-setup SYN (ECE, CWR) gets an ECN-setup SYN-ACK (ECE, not CWR);
 // data we send is ECT(0) (6.1.2), never pure ACKs or retransmissions.
 TEST_F(TcpRecovery, EcnNegotiatedOnPassiveOpen) {
-    ASSERT_EQ(tcp().listen(kSrvPort), 0);
-    listening_ = true;
-    rx_seg(kTcpSyn | kTcpEce | kTcpCwr, kPeerIsn, 0, {}, linux_syn_opts());
-    const TcpSeg sa = tx_one();
+    const TcpSeg sa = open_passive_ecn();
     EXPECT_EQ(sa.flags, kTcpSyn | kTcpAck | kTcpEce);
     EXPECT_EQ(sa.ecn, 0) << "no ECT on a SYN-ACK";
-    pseq_ = kPeerIsn + 1;
-    pack_ = sa.seq + 1;
-    rx_ack(pack_);
-    conn_ = tapp_.conn;
     ASSERT_NE(conn_, nullptr);
     send(pattern(100));
     const TcpSeg d = tx_one();
@@ -142,14 +198,7 @@ TEST_F(TcpRecovery, NoEcnWithoutEcnSetupSyn) {
 // RFC 3168 6.1.3: a CE-marked data segment makes every following ACK carry ECE, until a
 // segment with CWR arrives.
 TEST_F(TcpRecovery, CeMarkEchoedWithEceUntilCwr) {
-    ASSERT_EQ(tcp().listen(kSrvPort), 0);
-    listening_ = true;
-    rx_seg(kTcpSyn | kTcpEce | kTcpCwr, kPeerIsn, 0, {}, linux_syn_opts());
-    const TcpSeg sa = tx_one();
-    pseq_ = kPeerIsn + 1;
-    pack_ = sa.seq + 1;
-    rx_ack(pack_);
-    conn_ = tapp_.conn;
+    open_passive_ecn();
     ASSERT_NE(conn_, nullptr);
     rx_seg(kTcpAck | kTcpPsh, pseq_, pack_, pattern(100), {}, 0xffffffff, 3 /* CE */);
     pseq_ += 100;
@@ -171,14 +220,7 @@ TEST_F(TcpRecovery, CeMarkEchoedWithEceUntilCwr) {
 // RFC 3168 6.1.2: an ECE on an ACK reduces the congestion window (once per window) and the
 // next new data segment carries CWR.
 TEST_F(TcpRecovery, EceReducesCwndAndSetsCwr) {
-    ASSERT_EQ(tcp().listen(kSrvPort), 0);
-    listening_ = true;
-    rx_seg(kTcpSyn | kTcpEce | kTcpCwr, kPeerIsn, 0, {}, linux_syn_opts());
-    const TcpSeg sa = tx_one();
-    pseq_ = kPeerIsn + 1;
-    pack_ = sa.seq + 1;
-    rx_ack(pack_);
-    conn_ = tapp_.conn;
+    open_passive_ecn();
     ASSERT_NE(conn_, nullptr);
     send(pattern(4 * kMss));
     tx_segs();

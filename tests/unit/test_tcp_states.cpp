@@ -13,6 +13,15 @@ using proto::TcpState;
 class TcpStates : public TcpTest {
   protected:
     // The app closes: our FIN goes out, <SEQ=SND.NXT><ACK=RCV.NXT><CTL=FIN,ACK>.
+    // Active close to TIME-WAIT: our FIN, the peer's ACK of it, the peer's FIN (and our ACK).
+    void active_close_to_time_wait() {
+        const TcpSeg fin = close_and_take_fin();
+        pack_ = fin.seq + 1;
+        rx_ack(pack_);
+        rx_fin();
+        tx_segs();
+        ASSERT_EQ(state(), TcpState::time_wait);
+    }
     TcpSeg close_and_take_fin() {
         tcp().close(conn_);
         step();
@@ -190,12 +199,7 @@ TEST_F(TcpStates, FinPiggybacksOnLastDataSegment) {
 // retransmission of the remote FIN. Acknowledge it, and restart the 2 MSL timeout."
 TEST_F(TcpStates, TimeWaitAcksRetransmittedFinAndRestartsTimer) {
     ASSERT_NO_FATAL_FAILURE(open_passive());
-    const TcpSeg fin = close_and_take_fin();
-    pack_ = fin.seq + 1;
-    rx_ack(pack_);
-    rx_fin();
-    tx_segs();
-    ASSERT_EQ(state(), TcpState::time_wait);
+    ASSERT_NO_FATAL_FAILURE(active_close_to_time_wait());
     advance(20000);
     // The peer did not get our ACK: its FIN again.
     rx_seg(kTcpFin | kTcpAck, pseq_ - 1, pack_);
@@ -214,12 +218,7 @@ TEST_F(TcpStates, TimeWaitAcksRetransmittedFinAndRestartsTimer) {
 // connection on the listener.
 TEST_F(TcpStates, TimeWaitReopenedByNewerSyn) {
     ASSERT_NO_FATAL_FAILURE(open_passive());
-    const TcpSeg fin = close_and_take_fin();
-    pack_ = fin.seq + 1;
-    rx_ack(pack_);
-    rx_fin();
-    tx_segs();
-    ASSERT_EQ(state(), TcpState::time_wait);
+    ASSERT_NO_FATAL_FAILURE(active_close_to_time_wait());
     advance(100);
     rx_seg(kTcpSyn, pseq_ + 100000, 0, {}, linux_syn_opts());
     const TcpSeg sa = tx_one();
