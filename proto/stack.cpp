@@ -450,7 +450,8 @@ void Stack::fragment_and_emit(rte_mbuf* m) {
         if (ip->next_proto_id == IPPROTO_UDP) {
             auto* udp = rte_pktmbuf_mtod_offset(m, rte_udp_hdr*, l4_off);
             udp->dgram_cksum = 0;
-            udp->dgram_cksum = rte_ipv4_udptcp_cksum_mbuf(m, ip, uint16_t(l4_off));
+            udp->dgram_cksum = l4_checksum_mbuf(
+                m, ip, l4_off, uint16_t(rte_be_to_cpu_16(ip->total_length) - m->l3_len));
         }
         m->ol_flags &= ~RTE_MBUF_F_TX_L4_MASK;
         counters_.sw_tx_cksum++;

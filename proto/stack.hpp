@@ -315,9 +315,8 @@ void Stack::udp_input(rte_mbuf* m, rte_ipv4_hdr* ip, bool reassembled, App& app)
         if (unlikely(l4f == RTE_MBUF_F_RX_L4_CKSUM_BAD)) return drop(m, Drop::udp_bad_checksum);
         if (l4f == RTE_MBUF_F_RX_L4_CKSUM_UNKNOWN) {  // GOOD and NONE: verified by the port
             counters_.sw_rx_cksum++;
-            const bool ok = likely(m->nb_segs == 1)
-                                ? l4_checksum_ok(ip, udp, ulen)
-                                : rte_ipv4_udptcp_cksum_mbuf_verify(m, ip, uint16_t(l4_off)) == 0;
+            const bool ok = likely(m->nb_segs == 1) ? l4_checksum_ok(ip, udp, ulen)
+                                                    : l4_checksum_mbuf_ok(m, ip, l4_off, ulen);
             if (!ok) return drop(m, Drop::udp_bad_checksum);
         }
     }
