@@ -1947,7 +1947,7 @@ void Tcp::output(TcpConn* c, uint64_t now) {
     } else if (c->snd_wnd == 0 && c->sq_bytes) {
         if (c->rtx_kind != TcpConn::rtx_persist || !c->rtx_timer.armed()) {
             c->rtx_kind = TcpConn::rtx_persist;
-            wheel_.arm(&c->rtx_timer, wheel_.now() + backed_off_rto(c));
+            wheel_.arm(&c->rtx_timer, wheel_.now() + persist_interval(c));
         }
     } else if (c->keepalive && c->rtx_kind != TcpConn::rtx_keepalive) {
         arm_idle(c);
@@ -1976,6 +1976,13 @@ uint32_t Tcp::sack_pipe(const TcpConn* c) const {
 uint32_t Tcp::backed_off_rto(const TcpConn* c) const {
     uint64_t rto = uint64_t(c->rto_ms ? c->rto_ms : cfg_.rto_initial_ms) << c->backoff;
     return uint32_t(std::min<uint64_t>(rto, cfg_.rto_max_ms));
+}
+
+// Zero-window probes back off like the RTO, but to a few seconds at most: a window update
+// the peer sent and the network lost is found again within that, instead of after a minute
+// (the probe is one byte; RFC 9293 3.8.6.1 sets no maximum).
+uint32_t Tcp::persist_interval(const TcpConn* c) const {
+    return std::min(backed_off_rto(c), kPersistMaxMs);
 }
 
 void Tcp::arm_rto(TcpConn* c, bool restart) {
@@ -2337,7 +2344,7 @@ void Tcp::timer_fired(TcpConn* c, uint64_t now) {
             }
             if (c->backoff < 16) c->backoff++;
             c->rtx_kind = TcpConn::rtx_persist;
-            wheel_.arm(&c->rtx_timer, wheel_.now() + backed_off_rto(c));
+            wheel_.arm(&c->rtx_timer, wheel_.now() + persist_interval(c));
             return;
         case TcpConn::rtx_keepalive: {
             // RFC 1122 4.2.3.6: after the idle time, probes <SEQ=SND.UNA-1> every interval;

@@ -420,6 +420,8 @@ class Tcp {
 
     // Timers.
     uint32_t backed_off_rto(const TcpConn* c) const;
+    uint32_t persist_interval(const TcpConn* c) const;
+    static constexpr uint32_t kPersistMaxMs = 2000;
     void arm_rto(TcpConn* c, bool restart);
     void arm_idle(TcpConn* c);
     void timer_fired(TcpConn* c, uint64_t now);
