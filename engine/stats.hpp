@@ -12,23 +12,24 @@
 
 namespace sluice::engine {
 
-#define SLUICE_ENGINE_COUNTERS(X)                                             \
-    X(polls, "loop iterations")                                               \
-    X(busy_polls, "iterations that had packets")                              \
-    X(port_rx, "packets taken from the port's RX queue")                      \
-    X(port_tx, "packets the port's TX queue accepted")                        \
-    X(port_tx_dropped, "packets the TX queue refused (full): freed, counted") \
-    X(ring_in, "packets received from other workers' rings")                  \
-    X(ring_out, "packets handed to other workers' rings")                     \
-    X(ring_dropped, "packets a full inter-core ring refused: freed, counted") \
-    X(sw_tx_cksum, "checksums computed in software at TX")                    \
-    X(cycles_busy, "TSC cycles in iterations that had packets")               \
-    X(cycles_idle, "TSC cycles in iterations that had none")                  \
-    X(cycles_rx, "TSC cycles in the port's RX burst (busy iterations)")       \
-    X(cycles_steer, "TSC cycles in the software-RSS stage")                   \
-    X(cycles_stack, "TSC cycles in the protocol stack and the app")           \
-    X(cycles_tx_prep, "TSC cycles finishing checksums in software at TX")     \
-    X(cycles_tx, "TSC cycles in the port's TX burst")
+#define SLUICE_ENGINE_COUNTERS(X)                                                \
+    X(polls, "loop iterations")                                                  \
+    X(busy_polls, "iterations that had packets")                                 \
+    X(port_rx, "packets taken from the port's RX queue")                         \
+    X(port_tx, "packets the port's TX queue accepted")                           \
+    X(port_tx_dropped, "packets the TX queue refused (full): freed, counted")    \
+    X(ring_in, "packets received from other workers' rings")                     \
+    X(ring_out, "packets handed to other workers' rings")                        \
+    X(ring_dropped, "packets a full inter-core ring refused: freed, counted")    \
+    X(sw_tx_cksum, "checksums computed in software at TX")                       \
+    X(cycles_busy, "TSC cycles in iterations that had packets")                  \
+    X(cycles_idle, "TSC cycles in iterations that had none")                     \
+    X(prof_packets, "packets of the iterations timed by stage (1 in 16)")        \
+    X(cycles_rx, "TSC cycles in the port's RX burst (timed iterations)")         \
+    X(cycles_steer, "TSC cycles in the software-RSS stage (timed iterations)")   \
+    X(cycles_stack, "TSC cycles in the stack and the app (timed iterations)")    \
+    X(cycles_tx_prep, "TSC cycles finishing checksums at TX (timed iterations)") \
+    X(cycles_tx, "TSC cycles in the port's TX burst (timed iterations)")
 
 struct alignas(RTE_CACHE_LINE_SIZE) CoreStats {
 #define SLUICE_X(name, help) uint64_t name = 0;
@@ -61,11 +62,13 @@ inline RuntimeRow runtime_row(const CoreStats& e, const proto::Counters& p) {
     r.vector = e.busy_polls ? double(e.port_rx + e.ring_in) / double(e.busy_polls) : 0;
     const uint64_t all = e.cycles_busy + e.cycles_idle;
     r.busy_pct = all ? 100.0 * double(e.cycles_busy) / double(all) : 0;
-    r.rx = double(e.cycles_rx) / n;
-    r.steer = double(e.cycles_steer) / n;
-    r.stack = double(e.cycles_stack) / n;
-    r.tx_prep = double(e.cycles_tx_prep) / n;
-    r.tx = double(e.cycles_tx) / n;
+    // The stages are timed on a sample of the iterations: per packet of that sample.
+    const double ns = e.prof_packets ? double(e.prof_packets) : 1.0;
+    r.rx = double(e.cycles_rx) / ns;
+    r.steer = double(e.cycles_steer) / ns;
+    r.stack = double(e.cycles_stack) / ns;
+    r.tx_prep = double(e.cycles_tx_prep) / ns;
+    r.tx = double(e.cycles_tx) / ns;
     r.engine = r.steer + r.stack + r.tx_prep;
     r.busy = double(e.cycles_busy) / n;
     return r;
