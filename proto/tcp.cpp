@@ -247,11 +247,18 @@ void Tcp::unlisten(uint16_t port) {
         if (l.port == port) l.port = 0;
 }
 
+// A one-entry cache in front of the table: a burst is mostly segments of one connection (a
+// bulk stream, its ACKs, a request and the next), and the slot's own tuple is the check: a
+// slot in the table holds the only entry for its tuple. Slots are never unmapped, so a
+// stale pointer is safe to read.
 TcpConn* Tcp::lookup(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport) {
+    TcpConn* c = last_;
+    if (c && c->in_table && c->raddr == raddr && c->rport == rport && c->lport == lport) return c;
     const ConnKey k{raddr, rport, lport};
     void* data = nullptr;
     if (rte_hash_lookup_data(table_, &k, &data) < 0) return nullptr;
-    return static_cast<TcpConn*>(data);
+    last_ = static_cast<TcpConn*>(data);
+    return last_;
 }
 
 TcpConn* Tcp::alloc_conn(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport) {

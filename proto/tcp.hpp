@@ -310,6 +310,7 @@ class Tcp {
     bool events_pending() const { return n_ev_ != 0; }
     bool has_work() const { return n_ev_ != 0 || flush_list_ != nullptr; }
     TcpConn* lookup(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport);
+    TcpConn* last_ = nullptr;  // lookup's one-entry cache
     Stack& stack() { return *stack_; }
 
   private:
