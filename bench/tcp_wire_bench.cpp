@@ -5,8 +5,8 @@
 // The apps are sluice-echo's (apps/echo): the client prints the same result lines as
 // sluice-echo and linux-tcp-bench, so bench/run_tcp_bench.py reads all three alike.
 //
-//   sluice-tcp-wire-bench (--rr SIZE | --cps | --bulk) [--conns N] [--duration S] [--size B]
-//                         [--mtu M] [--verify-checksums] [-- EAL options]
+//   sluice-tcp-wire-bench (--rr SIZE | --cps | --bulk [--zero-copy]) [--conns N] [--duration S]
+//                         [--size B] [--mtu M] [--verify-checksums] [-- EAL options]
 // The wire is a trusted link by default (pmd::PortConfig::trusted_link): like Linux's
 // loopback, no checksum is computed; --verify-checksums computes and verifies them in
 // software on both ends.
@@ -86,7 +86,7 @@ int side_loop(void* arg) {
 
 void usage() {
     fprintf(stderr,
-            "usage: sluice-tcp-wire-bench (--rr SIZE | --cps | --bulk) [--conns N] "
+            "usage: sluice-tcp-wire-bench (--rr SIZE | --cps | --bulk [--zero-copy]) [--conns N] "
             "[--duration S] [--size B] [--mtu M] [--verify-checksums] [-- EAL options]\n");
 }
 
@@ -124,6 +124,8 @@ int main(int argc, char** argv) {
             client.size = 65536;
             server.discard = true;
             mode_set = true;
+        } else if (a == "--zero-copy") {
+            client.zero_copy = true;
         } else if (a == "--conns") {
             client.conns = uint32_t(atoi(val()));
         } else if (a == "--duration") {

@@ -13,7 +13,10 @@
 //             --verify compares what comes back with what was sent
 //   rr        request/response: each connection keeps one SIZE-byte request outstanding
 //   cps       connect, one request, close, again (connections per second)
-//   bulk      one connection streams to a discard server (goodput)
+//   bulk      one connection streams to a discard server (goodput); with zero_copy the
+//             stream is mbufs attached to one read-only buffer (rte_pktmbuf_attach_extbuf)
+//             and handed to Tcp::send by reference, the way an app serving data it already
+//             holds uses the API; without, each write is copied in by Tcp::send_copy
 #pragma once
 
 #include <cstdint>
@@ -46,7 +49,8 @@ class Echo {
         std::string recv_file;                             // connection 0's received bytes
         bool verify = false;
         double timeout_s = 60;
-        uint32_t size = 64;  // rr / cps request size; bulk write size
+        uint32_t size = 64;      // rr / cps request size; bulk write size
+        bool zero_copy = false;  // bulk: send by reference from one shared buffer (below)
         double duration_s = 5;
         proto::TcpConfig tcp;
     };
@@ -115,6 +119,10 @@ class Echo {
     FILE* recv_out_ = nullptr;
     std::vector<std::string> failures_;
     std::vector<uint8_t> msg_;
+    // bulk --zero-copy: the shared buffer and its reference count (one held by the app).
+    uint8_t* zc_buf_ = nullptr;
+    rte_mbuf_ext_shared_info* zc_shinfo_ = nullptr;
+    bool bulk_zero_copy(proto::Tcp& tcp, proto::TcpConn* c, Peer* p);
 };
 
 }  // namespace sluice::apps

@@ -90,6 +90,9 @@ int main(int argc, char** argv) {
          [&](const std::string&, std::string&) { return cps = true; }},
         {"bulk", false, "client: stream to a discard server on one connection",
          [&](const std::string&, std::string&) { return bulk = true; }},
+        {"zero-copy", false,
+         "client --bulk: send mbufs over one shared buffer by reference (no copy)",
+         [&](const std::string&, std::string&) { return cfg.zero_copy = true; }},
         {"size", true, "client: message size for --cps, write size for --bulk",
          num(
              1, 65536, [&](uint64_t x) { cfg.size = uint32_t(x); }, "--size")},
@@ -129,6 +132,10 @@ int main(int argc, char** argv) {
     }
     if (r.status == engine::ParseStatus::error) {
         fprintf(stderr, "%s\n", r.message.c_str());
+        return 2;
+    }
+    if (cfg.zero_copy && !bulk) {
+        fprintf(stderr, "sluice-echo: --zero-copy goes with --bulk\n");
         return 2;
     }
     if (int(rr) + int(cps) + int(bulk) > 1 || ((rr || cps || bulk) && !connect)) {
