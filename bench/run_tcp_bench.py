@@ -10,12 +10,16 @@ Workloads (64-byte messages unless said otherwise), each run for --duration seco
   rr1, rr64, rr1024   request/response: N connections, each with exactly one 64-byte request
                       outstanding (send, wait for the whole 64-byte echo, send the next);
                       transactions per second, counted from the moment all N are established.
-  cps                 connections per second: --cps-conns concurrent loops of connect, one
+  cps                 connections per second: --cps-conns (256) concurrent loops of connect, one
                       64-byte request, its echo, close (the client closes first). The Linux
                       client spreads its connections over --linux-cps-sources (4) source
                       addresses 127.0.0.2.. so that the ephemeral-port search of connect()
                       in a single 4-tuple space full of TIME_WAIT does not cap it at ~14k/s.
-  bulk                single-connection goodput to a discard server, Gbit/s.
+  bulk                single-connection goodput to a discard server, Gbit/s; Sluice's
+                      client copies each write in (Tcp::send_copy), as write() does.
+  bulk-zc             the same for Sluice only, the stream handed to Tcp::send by reference
+                      (--zero-copy: mbufs over one read-only buffer); against bulk's Linux
+                      figures (Linux has no copy-free send on loopback).
 
 Systems (--only picks some; default all):
   linux        linux-tcp-bench server + client over loopback (127.0.0.1), epoll, sleeping in
@@ -105,6 +109,10 @@ def workloads(a):
         {"name": "rr1024", "kind": "rr", "conns": 1024, "size": MSG},
         {"name": "cps", "kind": "cps", "conns": a.cps_conns, "size": MSG},
         {"name": "bulk", "kind": "bulk", "conns": 1, "size": a.bulk_size},
+        # Sluice only: the same stream sent by reference (--zero-copy), against the same
+        # Linux anchor (write() copies; the bulk row's Linux runs).
+        {"name": "bulk-zc", "kind": "bulk", "conns": 1, "size": a.bulk_size, "zero_copy": True,
+         "anchor": "bulk"},
     ]
 
 
@@ -113,6 +121,8 @@ def describe(w):
         return f"rr {w['size']} B, {w['conns']} conn{'s' if w['conns'] > 1 else ''}"
     if w["kind"] == "cps":
         return f"cps {w['size']} B, {w['conns']} concurrent"
+    if w.get("zero_copy"):
+        return "bulk, 1 conn, Sluice zero-copy send"
     return "bulk, 1 conn"
 
 
@@ -141,7 +151,7 @@ class Plan:
             return ["--rr", str(w["size"]), "--conns", str(w["conns"]), "--duration", d]
         if w["kind"] == "cps":
             return ["--cps", "--conns", str(w["conns"]), "--duration", d]
-        return ["--bulk", "--duration", d]
+        return ["--bulk", "--duration", d] + (["--zero-copy"] if w.get("zero_copy") else [])
 
     def linux(self, w, spin, port="PORT"):
         extra = ["--spin"] if spin else []
@@ -489,7 +499,12 @@ def summarize(runs):
 def comparisons(results, wls, systems):
     rows = []
     for w in wls:
-        per = {s: summarize(results[w["name"]][s]) for s in systems if s in results[w["name"]]}
+        per = {s: summarize(results[w["name"]][s]) for s in systems
+               if results[w["name"]].get(s)}
+        if w.get("anchor") in results:  # Linux runs borrowed from the anchor workload
+            for s in ("linux", "linux-spin"):
+                if results[w["anchor"]].get(s):
+                    per[s] = summarize(results[w["anchor"]][s])
         row = {"workload": w["name"], "description": describe(w), "unit": UNITS[w["kind"]],
                "systems": per}
         linux = [(per[s]["median"], s) for s in ("linux", "linux-spin")
@@ -596,9 +611,10 @@ def parse_args(argv):
     ap.add_argument("--linux-modes", default="epoll,spin",
                     help="Linux modes: epoll (sleep in epoll_wait), spin (busy-poll with "
                          "--spin); default both")
-    ap.add_argument("--workloads", default="rr1,rr64,rr1024,cps,bulk",
-                    help="comma list of rr1, rr64, rr1024, cps, bulk (default all)")
-    ap.add_argument("--cps-conns", type=int, default=64,
+    ap.add_argument("--workloads", default="rr1,rr64,rr1024,cps,bulk,bulk-zc",
+                    help="comma list of rr1, rr64, rr1024, cps, bulk, bulk-zc (default all; "
+                         "bulk-zc borrows bulk's Linux runs)")
+    ap.add_argument("--cps-conns", type=int, default=256,
                     help="concurrent connect/request/close loops of the cps workload (default 64)")
     ap.add_argument("--linux-cps-sources", type=int, default=4,
                     help="source addresses (127.0.0.2, ...) of the Linux cps client; 0: one, "
@@ -677,6 +693,8 @@ def main(argv=None):
               f"{a.runs} run(s) of {fmt_secs(a.duration)} s each, alternating")
         for w in wls:
             for s in a.systems:
+                if w.get("anchor") and s.startswith("linux"):
+                    continue
                 for role, cmd in plan.commands(s, w).items():
                     print(f"# {w['name']} {s} {role}")
                     print(shlex.join(cmd))
@@ -715,11 +733,14 @@ def run_all(a, plan, wls, cpus, workdir):
                 log("net.ipv4.tcp_tw_reuse 0 -> 1 for the run (restored at the end)")
             else:
                 log("warning: tcp_tw_reuse is 0: the Linux cps client may run out of ports")
-        total = len(wls) * a.runs * len(a.systems)
+        def systems_of(w):  # a workload with an anchor runs only Sluice
+            return [s for s in a.systems if not (w.get("anchor") and s.startswith("linux"))]
+
+        total = sum(len(systems_of(w)) for w in wls) * a.runs
         n = 0
         for w in wls:
             for run in range(a.runs):
-                for s in a.systems:
+                for s in systems_of(w):
                     n += 1
                     log(f"[{n}/{total}] {w['name']} {s} run {run + 1}/{a.runs}")
                     for attempt in range(a.retries + 1):
