@@ -2144,7 +2144,8 @@ bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, ui
         h->nb_segs = uint16_t(1 + payload->nb_segs);
         h->pkt_len += len;
     }
-    th->cksum = rte_ipv4_phdr_cksum(ip, h->ol_flags);
+    th->cksum = pseudo_header_cksum(stack_->config().ip, c->raddr, IPPROTO_TCP,
+                                    uint16_t(hlen + len));
 
     if (flags & kAck) {
         c->last_ack_sent = c->rcv_nxt;
