@@ -2095,7 +2095,23 @@ bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, ui
     // segment. The send queue still holds the payload by reference until it is
     // acknowledged; a retransmission copies the same few bytes again.
     const bool inline_copy = len && len <= kInlinePayload;
-    if (len && !inline_copy) {
+    if (len && !inline_copy && sq_pieces(c, seq, len, kMaxGather + 1) > kMaxGather) {
+        // Too many pieces to gather: one copy (sq_copy), the queue still holds them.
+        payload = rte_pktmbuf_alloc(pool_);
+        if (payload && rte_pktmbuf_tailroom(payload) >= len) {
+            sq_copy(c, seq, len, rte_pktmbuf_append(payload, uint16_t(len)));
+        } else if (payload) {
+            rte_pktmbuf_free(payload);
+            payload = sq_clone(c, seq, len);
+        }
+        if (!payload) {
+            rte_pktmbuf_free(h);
+            ctr_.no_mbuf++;
+            want_flush(c);
+            return false;
+        }
+        ctr_.gather_copies++;
+    } else if (len && !inline_copy) {
         payload = sq_clone(c, seq, len);
         if (!payload) {
             rte_pktmbuf_free(h);
@@ -2144,8 +2160,8 @@ bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, ui
         h->nb_segs = uint16_t(1 + payload->nb_segs);
         h->pkt_len += len;
     }
-    th->cksum = pseudo_header_cksum(stack_->config().ip, c->raddr, IPPROTO_TCP,
-                                    uint16_t(hlen + len));
+    th->cksum =
+        pseudo_header_cksum(stack_->config().ip, c->raddr, IPPROTO_TCP, uint16_t(hlen + len));
 
     if (flags & kAck) {
         c->last_ack_sent = c->rcv_nxt;
@@ -2206,6 +2222,21 @@ rte_mbuf* Tcp::sq_seek(TcpConn* c, uint32_t seq, uint32_t& seg_seq) {
         seg = seg->next;
     }
     return seg;
+}
+
+// How many send-queue mbufs [seq, seq + len) spans, counting up to `max`.
+uint32_t Tcp::sq_pieces(TcpConn* c, uint32_t seq, uint32_t len, uint32_t max) {
+    uint32_t seg_seq;
+    rte_mbuf* seg = sq_seek(c, seq, seg_seq);
+    uint32_t off = seq - seg_seq, n = 0;
+    while (len && seg && n < max) {
+        const uint32_t take = std::min(len, seg_payload(seg) - off);
+        len -= take;
+        ++n;
+        seg = seg->next;
+        off = 0;
+    }
+    return n;
 }
 
 // Indirect mbufs over [seq, seq + len) of the send queue: the payload stays where the app put

@@ -310,8 +310,10 @@ class Tcp {
     bool events_pending() const { return n_ev_ != 0; }
     bool has_work() const { return n_ev_ != 0 || flush_list_ != nullptr; }
     TcpConn* lookup(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport);
-    TcpConn* last_ = nullptr;  // lookup's one-entry cache
     Stack& stack() { return *stack_; }
+    // The pool of small buffers (set_small_pool), else the stack's: what apps use for their
+    // own headers and indirect mbufs.
+    rte_mempool* small_pool() const { return hdr_pool(); }
 
   private:
     struct Listener {
@@ -418,6 +420,12 @@ class Tcp {
     void sq_copy(TcpConn* c, uint32_t seq, uint32_t len, char* dst);
     rte_mbuf* sq_seek(TcpConn* c, uint32_t seq, uint32_t& seg_seq);
     static constexpr uint32_t kInlinePayload = 128;
+    // The most send-queue pieces one segment gathers by reference: NICs cap the gather list
+    // (i40e and ice: 8 descriptors for a packet without TSO), and past a few pieces a copy of
+    // at most one MSS costs less than an indirect mbuf each (many small app writes: pub/sub
+    // frames, pipelined replies). Such a segment is copied into one mbuf instead.
+    static constexpr uint32_t kMaxGather = 7;
+    uint32_t sq_pieces(TcpConn* c, uint32_t seq, uint32_t len, uint32_t max);
 
     // Timers.
     uint32_t backed_off_rto(const TcpConn* c) const;
@@ -434,6 +442,7 @@ class Tcp {
     rte_mempool* small_ = nullptr;
     uint32_t small_room_ = 0;
     rte_mempool* hdr_pool() const { return small_ ? small_ : pool_; }
+    TcpConn* last_ = nullptr;  // lookup's one-entry cache
     // Header and indirect mbufs come from a stash filled in bulk, the next ones prefetched:
     // they were last freed by another core (the receiver of the segments), and a cold mbuf
     // per allocation was the sender's largest cost.

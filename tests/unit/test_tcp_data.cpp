@@ -273,3 +273,43 @@ TEST(TcpSeq, ComparisonsModulo2To32) {
 
 }  // namespace
 }  // namespace sluice::test
+
+namespace sluice::test {
+
+// Many small pieces queued by reference (pub/sub frames, pipelined replies) are copied into
+// one payload mbuf rather than gathered as one indirect mbuf each: NICs cap the gather list
+// (Tcp::kMaxGather); the bytes and their order are the same either way.
+TEST_F(TcpData, ManySmallPiecesAreCopiedIntoOneSegment) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    tcp().set_nodelay(conn_, true);
+    Bytes all;
+    for (int i = 0; i < 30; ++i) {
+        const Bytes piece = pattern(40, uint8_t(i + 1));
+        rte_mbuf* m = rte_pktmbuf_alloc(unit_pool());
+        ASSERT_NE(m, nullptr);
+        memcpy(rte_pktmbuf_append(m, uint16_t(piece.size())), piece.data(), piece.size());
+        ASSERT_EQ(tcp().send(conn_, m), 0);
+        all.insert(all.end(), piece.begin(), piece.end());
+    }
+    const uint64_t before = tctr().gather_copies;
+    step();
+    const TcpSeg s = tx_one();
+    EXPECT_EQ(s.payload, all);
+    EXPECT_EQ(tctr().gather_copies, before + 1);
+    // Three pieces are gathered by reference as before.
+    for (int i = 0; i < 3; ++i) {
+        rte_mbuf* m = rte_pktmbuf_alloc(unit_pool());
+        ASSERT_NE(m, nullptr);
+        memset(rte_pktmbuf_append(m, 600), 'a' + i, 600);
+        ASSERT_EQ(tcp().send(conn_, m), 0);
+    }
+    step();
+    auto v = tx_segs();
+    ASSERT_EQ(v.size(), 2u);  // 1800 bytes: one MSS and the rest
+    EXPECT_EQ(tctr().gather_copies, before + 1);
+    pack_ += uint32_t(all.size()) + 1800;
+    rx_ack(pack_);
+    EXPECT_EQ(stats().bytes_sent, all.size() + 1800);
+}
+
+}  // namespace sluice::test
