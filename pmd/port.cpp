@@ -183,8 +183,12 @@ int Port::configure(const PortConfig& cfg, rte_mempool* pool) {
     }
 
     // Compile-time dispatch of the software fallback, chosen once per port.
+    const bool l4_bad_on_chains = strcmp(driver_, "net_tap") == 0;
     if (cfg.trusted_link && cfg.hw_offloads)
         finish_ = &mark_verified;
+    else if (off_.tx_l4_cksum && l4_bad_on_chains)
+        finish_ = off_.tx_ip_cksum ? &finish_tx_checksums_chains_sw<true>
+                                   : &finish_tx_checksums_chains_sw<false>;
     else if (off_.tx_ip_cksum && off_.tx_l4_cksum)
         finish_ = &finish_tx_checksums<true, true>;
     else if (off_.tx_ip_cksum)

@@ -64,6 +64,24 @@ inline uint32_t finish_tx_checksums(rte_mbuf** pkts, uint16_t n) {
     }
 }
 
+// Ports whose L4 offload is wrong for chained packets: DPDK 22.11's net_tap sums the segments'
+// raw checksums as if every segment began at an even offset, so a chain with an odd-length
+// segment leaves with a bad checksum and the kernel drops it. Single-segment packets keep the
+// offload; chains get their L4 checksum here (proto::l4_checksum_mbuf, odd splits handled).
+template <bool kHwIp>
+inline uint32_t finish_tx_checksums_chains_sw(rte_mbuf** pkts, uint16_t n) {
+    uint32_t sw = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        if (m->nb_segs > 1 && (m->ol_flags & RTE_MBUF_F_TX_L4_MASK)) {
+            sw += finish_tx_checksums<kHwIp, false>(&m, 1);
+        } else if constexpr (!kHwIp) {
+            sw += finish_tx_checksums<false, true>(&m, 1);
+        }
+    }
+    return sw;
+}
+
 // A trusted link (PortConfig::trusted_link): what asked for a checksum is handed over as
 // verified instead (the receiving port's verdict), nothing is computed.
 inline uint32_t mark_verified(rte_mbuf** pkts, uint16_t n) {
