@@ -46,6 +46,7 @@ namespace sluice::engine {
 //   start(proto::Tcp&, uint64_t now)      on the worker's core before its loop (listen, connect)
 //   poll(proto::Tcp&, uint64_t now)       every loop iteration (clients: open, send, finish)
 //   exit_code()                           the process exit code the app asks for
+//   print_summary() const                 its own lines after the engine's exit summary
 template <class A>
 concept HasStart = requires(A a, proto::Tcp& t, uint64_t now) {
     a.start(t, now);
@@ -53,6 +54,10 @@ concept HasStart = requires(A a, proto::Tcp& t, uint64_t now) {
 template <class A>
 concept HasPoll = requires(A a, proto::Tcp& t, uint64_t now) {
     a.poll(t, now);
+};
+template <class A>
+concept HasSummary = requires(const A a) {
+    a.print_summary();
 };
 template <class A>
 concept HasExitCode = requires(A a) {
@@ -608,6 +613,10 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         stop.store(true);
         if (control_ok) pthread_join(control_thread, nullptr);
         print_summary(app_name, view, port.id());
+        if constexpr (HasSummary<App>) {
+            for (unsigned i = 0; i < n_workers; ++i)
+                if (sh.workers[i]) sh.workers[i]->app.print_summary();
+        }
         telemetry_publish(nullptr, nullptr);
     }
 

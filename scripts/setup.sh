@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PACKAGES=(dpdk dpdk-dev libdpdk-dev meson ninja-build pkg-config g++ libgtest-dev
-          libbenchmark-dev python3 iproute2 ethtool iputils-ping traceroute socat)
+          libbenchmark-dev python3 iproute2 ethtool iputils-ping traceroute socat redis-tools)
 BUILD_DIR=build
 
 die() {

@@ -1,0 +1,1388 @@
+#include "apps/broker/broker.hpp"
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include <rte_cycles.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_telemetry.h>
+
+#include "apps/broker/glob.hpp"
+
+namespace sluice::apps::broker {
+
+using proto::Tcp;
+using proto::TcpCloseReason;
+using proto::TcpConn;
+
+namespace {
+
+constexpr uint32_t kNoToken = UINT32_MAX;
+constexpr unsigned kBusBurst = 32;
+// A PUBLISH that needs more small mbufs than this checks the pool first (and waits when it
+// is short) instead of finding out halfway through its subscribers.
+constexpr uint32_t kCheckPoolAbove = 256;
+constexpr uint32_t kPoolReserve = 2048;
+// The most received mbufs one connection's unparsed input may hold (a request longer than
+// about 8 MB at 1500-byte segments closes the connection; Redis's query buffer allows 1 GB).
+constexpr uint32_t kMaxInputSegs = 6144;
+
+enum class Cmd : uint8_t {
+    unknown,
+    ping,
+    echo,
+    quit,
+    reset,
+    hello,
+    select,
+    flushall,
+    flushdb,
+    function,
+    config,
+    client,
+    command,
+    info,
+    subscribe,
+    unsubscribe,
+    psubscribe,
+    punsubscribe,
+    ssubscribe,
+    sunsubscribe,
+    publish,
+    spublish,
+    pubsub,
+};
+
+struct CmdInfo {
+    std::string_view name;
+    Cmd cmd;
+    int arity;          // Redis's: n exactly, -n at least n (the name included)
+    bool pubsub_ok;     // allowed in RESP2 subscribed state (Redis 7.0 processCommand)
+    const char* flags;  // COMMAND's flags, space-separated
+};
+
+constexpr CmdInfo kCommands[] = {
+    {"ping", Cmd::ping, -1, true, "fast"},
+    {"echo", Cmd::echo, 2, false, "fast"},
+    {"quit", Cmd::quit, -1, true, "allow_busy fast no_auth"},
+    {"reset", Cmd::reset, 1, true, "fast no_auth allow_busy"},
+    {"hello", Cmd::hello, -1, false, "fast no_auth allow_busy"},
+    {"select", Cmd::select, 2, false, "loading stale fast"},
+    {"flushall", Cmd::flushall, -1, false, "write"},
+    {"flushdb", Cmd::flushdb, -1, false, "write"},
+    {"function", Cmd::function, -2, false, ""},
+    {"config", Cmd::config, -2, false, ""},
+    {"client", Cmd::client, -2, false, ""},
+    {"command", Cmd::command, -1, false, "loading stale"},
+    {"info", Cmd::info, -1, false, "loading stale"},
+    {"subscribe", Cmd::subscribe, -2, true, "pubsub noscript loading stale"},
+    {"unsubscribe", Cmd::unsubscribe, -1, true, "pubsub noscript loading stale"},
+    {"psubscribe", Cmd::psubscribe, -2, true, "pubsub noscript loading stale"},
+    {"punsubscribe", Cmd::punsubscribe, -1, true, "pubsub noscript loading stale"},
+    {"ssubscribe", Cmd::ssubscribe, -2, true, "pubsub noscript loading stale"},
+    {"sunsubscribe", Cmd::sunsubscribe, -1, true, "pubsub noscript loading stale"},
+    {"publish", Cmd::publish, 3, false, "pubsub loading stale fast may_replicate"},
+    {"spublish", Cmd::spublish, 3, false, "pubsub loading stale fast may_replicate"},
+    {"pubsub", Cmd::pubsub, -2, false, ""},
+};
+
+// The subcommands of container commands, as Redis 7.0 knows them (for its error texts).
+std::string_view subcommands(Cmd c) {
+    switch (c) {
+        case Cmd::client:
+            return "caching getname getredir id info kill list no-evict pause reply setname "
+                   "tracking trackinginfo unblock unpause help";
+        case Cmd::config:
+            return "get set resetstat rewrite help";
+        case Cmd::pubsub:
+            return "channels numpat numsub shardchannels shardnumsub help";
+        case Cmd::function:
+            return "delete dump flush kill list load restore stats help";
+        case Cmd::command:
+            return "count docs getkeys getkeysandflags info list help";
+        default:
+            return {};
+    }
+}
+
+bool has_word(std::string_view words, std::string_view w) {
+    while (!words.empty()) {
+        const size_t sp = words.find(' ');
+        if (words.substr(0, sp) == w) return true;
+        if (sp == std::string_view::npos) break;
+        words.remove_prefix(sp + 1);
+    }
+    return false;
+}
+
+const CmdInfo* find_command(std::string_view lower) {
+    for (const CmdInfo& c : kCommands)
+        if (c.name == lower) return &c;
+    return nullptr;
+}
+
+bool arity_ok(int arity, size_t argc) {
+    return arity >= 0 ? argc == size_t(arity) : argc >= size_t(-arity);
+}
+
+std::string_view sv(const Arg& a) {
+    return {a.p, a.len};
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+        if (tolower(uint8_t(a[i])) != tolower(uint8_t(b[i]))) return false;
+    return true;
+}
+
+// Redis's string2ll: optional '-', digits, no leading zeros (but "0"), fits in int64.
+bool to_int64(std::string_view s, int64_t& out) {
+    if (s.empty() || s.size() > 20) return false;
+    size_t i = 0;
+    bool neg = false;
+    if (s[0] == '-') {
+        neg = true;
+        if (++i == s.size()) return false;
+    }
+    if (s[i] == '0' && s.size() > i + 1) return false;
+    uint64_t v = 0;
+    for (; i < s.size(); ++i) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        const uint64_t d = uint64_t(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    if (neg) {
+        if (v > uint64_t(INT64_MAX) + 1) return false;
+        out = int64_t(0 - v);
+    } else {
+        if (v > uint64_t(INT64_MAX)) return false;
+        out = int64_t(v);
+    }
+    return true;
+}
+
+// A memory size as CONFIG SET takes it: digits with an optional k/kb/m/mb/g/gb suffix.
+bool to_memory(std::string_view s, uint64_t& out) {
+    uint64_t mul = 1;
+    auto ends = [&](std::string_view suf) {
+        return s.size() > suf.size() && iequals(s.substr(s.size() - suf.size()), suf);
+    };
+    if (ends("kb"))
+        mul = 1024, s.remove_suffix(2);
+    else if (ends("mb"))
+        mul = 1024 * 1024, s.remove_suffix(2);
+    else if (ends("gb"))
+        mul = 1024ull * 1024 * 1024, s.remove_suffix(2);
+    else if (ends("k"))
+        mul = 1000, s.remove_suffix(1);
+    else if (ends("m"))
+        mul = 1000 * 1000, s.remove_suffix(1);
+    else if (ends("g"))
+        mul = 1000ull * 1000 * 1000, s.remove_suffix(1);
+    int64_t v;
+    if (!to_int64(s, v) || v < 0) return false;
+    out = uint64_t(v) * mul;
+    return true;
+}
+
+const char* kind_word(Kind k, bool sub) {
+    switch (k) {
+        case Kind::channel:
+            return sub ? "subscribe" : "unsubscribe";
+        case Kind::pattern:
+            return sub ? "psubscribe" : "punsubscribe";
+        case Kind::shard:
+            return sub ? "ssubscribe" : "sunsubscribe";
+    }
+    return "";
+}
+
+// /sluice/broker: the workers' counters summed. The bus outlives no broker: the pointer is
+// cleared before the brokers go (telemetry commands cannot be unregistered).
+std::atomic<Bus*> g_telemetry_bus{nullptr};
+
+int cmd_broker(const char*, const char*, rte_tel_data* d) {
+    Bus* b = g_telemetry_bus.load();
+    rte_tel_data_start_dict(d);
+    BrokerCounters sum;
+    if (b) {
+        for (unsigned i = 0; i < b->n_cores && i < Bus::kMaxCores; ++i) {
+            const auto* c = static_cast<const BrokerCounters*>(b->counters[i]);
+            if (!c) continue;
+#define SLUICE_X(name, help) sum.name += c->name;
+            SLUICE_BROKER_COUNTERS(SLUICE_X)
+#undef SLUICE_X
+        }
+    }
+#define SLUICE_X(name, help) rte_tel_data_add_dict_u64(d, #name, sum.name);
+    SLUICE_BROKER_COUNTERS(SLUICE_X)
+#undef SLUICE_X
+    return 0;
+}
+
+}  // namespace
+
+Broker::Broker(const Config& c, unsigned worker) : cfg_(c), worker_(worker), next_id_(1) {}
+
+Broker::~Broker() {
+    g_telemetry_bus.store(nullptr);
+    if (cfg_.bus) {
+        for (unsigned j = 0; j < n_cores_; ++j) {
+            if (j == worker_) continue;
+            rte_ring* r = cfg_.bus->ring[j][worker_].exchange(nullptr);
+            if (r) {
+                void* m;
+                while (rte_ring_sc_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+                rte_ring_free(r);
+            }
+        }
+    }
+    for (auto& q : overflow_)
+        for (rte_mbuf* m : q) rte_pktmbuf_free(m);
+    clients_.clear();  // InBuf / OutBuf free what they hold
+}
+
+void Broker::print_summary() const {
+    printf("  broker worker %u: connections=%" PRIu64 " commands=%" PRIu64 " published=%" PRIu64
+           " delivered=%" PRIu64 " remote_out=%" PRIu64 " remote_in=%" PRIu64
+           " protocol_errors=%" PRIu64 " unknown_commands=%" PRIu64 " slow_disconnects=%" PRIu64
+           " no_mbuf_disconnects=%" PRIu64 " paused=%" PRIu64 " oversized=%" PRIu64
+           " bus_no_mbuf=%" PRIu64 "\n",
+           worker_, ctr_.connections, ctr_.commands, ctr_.published, ctr_.delivered,
+           ctr_.remote_out, ctr_.remote_in, ctr_.protocol_errors, ctr_.unknown_commands,
+           ctr_.slow_disconnects, ctr_.no_mbuf_disconnects, ctr_.paused, ctr_.oversized,
+           ctr_.bus_no_mbuf);
+}
+
+void Broker::tcp_config(proto::TcpConfig& t) {
+    const uint16_t mss = t.mss;
+    t = cfg_.tcp;
+    t.mss = std::min(t.mss, mss);
+    // The output limits are the broker's (check_limits): TCP takes whatever it is given.
+    t.snd_buf = 1u << 30;
+    t.nodelay = true;  // Redis sets TCP_NODELAY on its clients
+}
+
+void Broker::start(Tcp& tcp, uint64_t now) {
+    hz_ = rte_get_tsc_hz();
+    now_ = now;
+    small_ = tcp.small_pool();
+    window_ = tcp.config().rcv_buf;
+    pool_ = tcp.stack().pool();
+    topics_ = Topics(worker_, 1);
+    if (!bus_attach()) {
+        fprintf(stderr, "sluice-broker: worker %u: the inter-core bus did not come up\n", worker_);
+        rc_ = 1;
+    }
+    topics_ = Topics(worker_, n_cores_);
+    if (cfg_.bus) {
+        cfg_.bus->counters[worker_] = &ctr_;
+        if (worker_ == 0) {
+            if (cfg_.bus->n_cores < n_cores_) cfg_.bus->n_cores = n_cores_;
+            static std::atomic<bool> registered{false};
+            if (!registered.exchange(true))
+                rte_telemetry_register_cmd("/sluice/broker", cmd_broker,
+                                           "Broker counters summed over the workers");
+            g_telemetry_bus.store(cfg_.bus.get());
+        }
+    }
+    const int rc = tcp.listen(cfg_.listen_port);
+    if (rc != 0 && worker_ == 0) {
+        fprintf(stderr, "sluice-broker: cannot listen on %u: %s\n", cfg_.listen_port,
+                strerror(-rc));
+        rc_ = 1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients.
+
+Broker::Client* Broker::new_client() {
+    SubId sid;
+    if (!free_.empty()) {
+        sid = free_.back();
+        free_.pop_back();
+    } else {
+        sid = SubId(clients_.size());
+        clients_.push_back(std::make_unique<Client>(cfg_.limits));
+    }
+    Client& cl = *clients_[sid];
+    const uint32_t gen = cl.gen + 1;
+    cl.sid = sid;
+    cl.gen = gen;
+    cl.id = next_id_++ * Bus::kMaxCores + worker_;
+    cl.out.set_pool(small_);
+    cl.parser.reset();
+    cl.live = true;
+    return &cl;
+}
+
+void Broker::free_client(Client* cl) {
+    cl->in.clear();
+    cl->out.clear();
+    for (auto& s : cl->subs) s.clear();
+    cl->name.clear();
+    cl->conn = nullptr;
+    cl->resp = 2;
+    cl->reply = Client::Reply::on;
+    cl->live = cl->closing = cl->dead = cl->paused = false;
+    cl->dirty = false;
+    cl->pending_acks = 0;
+    cl->credited = 0;
+    cl->soft_since = 0;
+    free_.push_back(cl->sid);
+}
+
+void Broker::on_tcp_connected(Tcp& tcp, TcpConn* c) {
+    Client* cl = new_client();
+    cl->conn = c;
+    c->user = cl;
+    ctr_.connections++;
+    // Unparsed input counts against the receive window: a publisher whose requests wait for
+    // mbufs or ring room is slowed by TCP instead of buffered without bound.
+    tcp.set_manual_window(c, true);
+    tcp.set_nodelay(c, true);
+}
+
+void Broker::on_tcp_data(Tcp& tcp, TcpConn* c, rte_mbuf* m) {
+    Client* cl = client(c);
+    if (!cl || cl->dead || cl->closing) {
+        if (cl && c) tcp.consumed(c, m->pkt_len);
+        rte_pktmbuf_free(m);
+        return;
+    }
+    cl->in.append(m);
+    if (!cl->paused) process(tcp, *cl);
+    flush_clients(tcp);
+}
+
+// Redis frees a client that closes its side (read returns 0); here what it sent before is
+// still answered, then the connection closes.
+void Broker::on_tcp_peer_fin(Tcp& tcp, TcpConn* c) {
+    Client* cl = client(c);
+    if (!cl) return;
+    cl->closing = true;
+    mark_dirty(*cl);
+    flush_clients(tcp);
+}
+
+void Broker::on_tcp_writable(Tcp&, TcpConn*) {}
+
+void Broker::on_tcp_closed(Tcp&, TcpConn* c, TcpCloseReason) {
+    Client* cl = client(c);
+    if (cl) detach(*cl);
+}
+
+// The client goes: its subscriptions (announced to the other cores), its buffers, its slot.
+// The connection, if still open, no longer points at it.
+void Broker::detach(Client& cl) {
+    if (!cl.live) return;
+    for (unsigned k = 0; k < 3; ++k) {
+        for (const std::string& name : cl.subs[k]) {
+            topics_.unsubscribe(Kind(k), name, cl.sid);
+            announce(cl, Kind(k), name, -1, false);
+        }
+    }
+    if (cl.conn) cl.conn->user = nullptr;
+    free_client(&cl);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests.
+
+void Broker::process(Tcp& tcp, Client& cl) {
+    while (!cl.dead && !cl.closing && cl.in.size()) {
+        std::string_view err;
+        const Parse r = cl.parser.parse(cl.in, cl.req, err);
+        if (r == Parse::need_more) {
+            // A request longer than the receive window would never complete if its bytes
+            // kept the window shut: past half the window they are credited back early. What
+            // one connection may hold is bounded by the mbufs: past kMaxInputSegs it is closed.
+            if (cl.in.segments() > kMaxInputSegs) {
+                ctr_.oversized++;
+                kill_later(cl, "request larger than the input buffer");
+                break;
+            }
+            const uint32_t uncredited = cl.in.size() - cl.credited;
+            if (uncredited >= window_ / 2) {
+                tcp.consumed(cl.conn, uncredited);
+                cl.credited = cl.in.size();
+            }
+            break;
+        }
+        if (r == Parse::error) {
+            // Redis replies with the error and closes the connection (setProtocolError).
+            ctr_.protocol_errors++;
+            cl.out.put(err.data(), uint32_t(err.size()));
+            const uint32_t n = cl.in.size();
+            cl.in.consume(n);
+            tcp.consumed(cl.conn, n - cl.credited);
+            cl.credited = 0;
+            cl.parser.reset();
+            cl.closing = true;
+            mark_dirty(cl);
+            break;
+        }
+        if (!cl.req.args.empty() && !execute(tcp, cl)) {
+            // Waits for mbufs or ring room: retried from poll, the request still unconsumed.
+            cl.parser.reset();
+            cl.paused = true;
+            paused_.push_back(cl.sid);
+            ctr_.paused++;
+            break;
+        }
+        const uint32_t total = cl.req.total;
+        const uint32_t pre = std::min(total, cl.credited);
+        cl.in.consume(total);
+        tcp.consumed(cl.conn, total - pre);
+        cl.credited -= pre;
+        cl.parser.reset();
+    }
+}
+
+void Broker::reply_error(Client& cl, std::string_view msg) {
+    if (replying(cl) && !cl.out.error(msg)) kill_later(cl, "no mbufs for a reply");
+    mark_dirty(cl);
+}
+
+void Broker::arity_error(Client& cl, std::string_view cmd) {
+    std::string e = "ERR wrong number of arguments for '";
+    e.append(cmd);
+    e += "' command";
+    reply_error(cl, e);
+}
+
+bool Broker::execute(Tcp& tcp, Client& cl) {
+    const std::vector<Arg>& a = cl.req.args;
+    ctr_.commands++;
+    if (cl.reply == Client::Reply::skip_next) cl.reply = Client::Reply::skip_this;
+    const std::string_view name = sv(a[0]);
+    const CmdInfo* ci = nullptr;
+    if (name.size() < sizeof lower_) {
+        for (size_t i = 0; i < name.size(); ++i) lower_[i] = char(tolower(uint8_t(name[i])));
+        ci = find_command({lower_, name.size()});
+    }
+    bool done = true;
+    if (!ci) {
+        // Redis 7.0 processCommand: "unknown command '%.128s', with args beginning with: "
+        // and each argument quoted, while the list is under 128 characters.
+        ctr_.unknown_commands++;
+        std::string e = "ERR unknown command '";
+        e.append(name.substr(0, 128));
+        e += "', with args beginning with: ";
+        std::string args;
+        for (size_t i = 1; i < a.size() && args.size() < 128; ++i) {
+            args += '\'';
+            args.append(sv(a[i]).substr(0, 128 - args.size()));
+            args += "' ";
+        }
+        e += args;
+        for (char& ch : e)
+            if (ch == '\r' || ch == '\n') ch = ' ';
+        reply_error(cl, e);
+    } else if (!arity_ok(ci->arity, a.size())) {
+        arity_error(cl, ci->name);
+    } else if (cl.resp == 2 && cl.subscribed() && !ci->pubsub_ok) {
+        // Redis names a container command's subcommand too ("client|id"); an unknown
+        // subcommand is its own error, which comes first.
+        std::string full(ci->name);
+        const std::string_view subs = subcommands(ci->cmd);
+        bool unknown_sub = false;
+        if (!subs.empty()) {
+            std::string l(sv(a[1]));
+            for (char& ch : l) ch = char(tolower(uint8_t(ch)));
+            unknown_sub = !has_word(subs, l);
+            full += '|';
+            full += l;
+        }
+        if (unknown_sub) {
+            std::string e = "ERR unknown subcommand '";
+            e.append(sv(a[1]).substr(0, 128));
+            e += "'. Try ";
+            for (char ch : ci->name) e += char(toupper(uint8_t(ch)));
+            e += " HELP.";
+            reply_error(cl, e);
+        } else {
+            std::string e = "ERR Can't execute '";
+            e += full;
+            e += "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed "
+                 "in this context";
+            reply_error(cl, e);
+        }
+    } else {
+        bool ok = true;  // false: out of mbufs for the reply
+        const bool rep = replying(cl);
+        switch (ci->cmd) {
+            case Cmd::ping:
+                // Redis 7.0 pingCommand: at most one argument; in RESP2 subscribed state the
+                // reply is a two-element array ["pong", argument or ""].
+                if (a.size() > 2) {
+                    arity_error(cl, "ping");
+                } else if (!rep) {
+                } else if (cl.resp == 2 && cl.subscribed()) {
+                    ok = cl.out.array(2) && cl.out.bulk("pong") &&
+                         cl.out.bulk(a.size() > 1 ? sv(a[1]) : std::string_view());
+                } else {
+                    ok = a.size() > 1 ? cl.out.bulk(sv(a[1])) : cl.out.simple("PONG");
+                }
+                break;
+            case Cmd::echo:
+                ok = !rep || cl.out.bulk(sv(a[1]));
+                break;
+            case Cmd::quit:
+                ok = !rep || cl.out.simple("OK");
+                cl.closing = true;
+                break;
+            case Cmd::reset:
+                reset_client(cl);
+                ok = cl.out.simple("RESET");
+                break;
+            case Cmd::hello:
+                cmd_hello(cl);
+                break;
+            case Cmd::select: {
+                int64_t db;
+                if (!to_int64(sv(a[1]), db))
+                    reply_error(cl, "ERR value is not an integer or out of range");
+                else if (db < 0 || db >= 16)
+                    reply_error(cl, "ERR DB index is out of range");
+                else
+                    ok = !rep || cl.out.simple("OK");
+                break;
+            }
+            case Cmd::flushall:
+            case Cmd::flushdb:
+                if (a.size() > 2 ||
+                    (a.size() == 2 && !iequals(sv(a[1]), "async") && !iequals(sv(a[1]), "sync")))
+                    reply_error(cl, "ERR syntax error");
+                else
+                    ok = !rep || cl.out.simple("OK");
+                break;
+            case Cmd::function:
+                if (iequals(sv(a[1]), "flush")) {
+                    if (a.size() > 3 || (a.size() == 3 && !iequals(sv(a[2]), "async") &&
+                                         !iequals(sv(a[2]), "sync")))
+                        reply_error(cl, "ERR syntax error");
+                    else
+                        ok = !rep || cl.out.simple("OK");
+                } else {
+                    std::string e = "ERR unknown subcommand '";
+                    e.append(sv(a[1]).substr(0, 128));
+                    e += "'. Try FUNCTION HELP.";
+                    reply_error(cl, e);
+                }
+                break;
+            case Cmd::config:
+                cmd_config(cl);
+                break;
+            case Cmd::client:
+                cmd_client(cl);
+                break;
+            case Cmd::command:
+                cmd_command(cl);
+                break;
+            case Cmd::info:
+                cmd_info(cl);
+                break;
+            case Cmd::subscribe:
+                done = cmd_subscribe(cl, Kind::channel, true);
+                break;
+            case Cmd::unsubscribe:
+                done = cmd_subscribe(cl, Kind::channel, false);
+                break;
+            case Cmd::psubscribe:
+                done = cmd_subscribe(cl, Kind::pattern, true);
+                break;
+            case Cmd::punsubscribe:
+                done = cmd_subscribe(cl, Kind::pattern, false);
+                break;
+            case Cmd::ssubscribe:
+                done = cmd_subscribe(cl, Kind::shard, true);
+                break;
+            case Cmd::sunsubscribe:
+                done = cmd_subscribe(cl, Kind::shard, false);
+                break;
+            case Cmd::publish:
+                done = cmd_publish(tcp, cl, Kind::channel);
+                break;
+            case Cmd::spublish:
+                done = cmd_publish(tcp, cl, Kind::shard);
+                break;
+            case Cmd::pubsub:
+                cmd_pubsub(cl);
+                break;
+            case Cmd::unknown:
+                break;
+        }
+        if (!ok) kill_later(cl, "no mbufs for a reply");
+        mark_dirty(cl);
+    }
+    if (!done) {
+        ctr_.commands--;
+        if (cl.reply == Client::Reply::skip_this) cl.reply = Client::Reply::skip_next;
+        return false;
+    }
+    if (cl.reply == Client::Reply::skip_this) cl.reply = Client::Reply::on;
+    return true;
+}
+
+void Broker::reset_client(Client& cl) {
+    // RESET (Redis 7.0 resetCommand -> clearClientConnectionState): leave every channel and
+    // pattern without notification, back to RESP2, no name, replies on.
+    for (unsigned k = 0; k < 3; ++k) {
+        for (const std::string& n : cl.subs[k]) {
+            topics_.unsubscribe(Kind(k), n, cl.sid);
+            announce(cl, Kind(k), n, -1, true);
+        }
+        cl.subs[k].clear();
+    }
+    cl.resp = 2;
+    cl.name.clear();
+    cl.reply = Client::Reply::on;
+}
+
+// SUBSCRIBE / UNSUBSCRIBE and their P and S forms (Redis 7.0 pubsub.c): one confirmation per
+// name with the client's subscription count after it (channels + patterns; shard channels
+// counted apart); an UNSUBSCRIBE of everything when nothing is subscribed answers one frame
+// with a null name.
+bool Broker::cmd_subscribe(Client& cl, Kind k, bool sub) {
+    const std::vector<Arg>& a = cl.req.args;
+    auto& set = cl.subs[unsigned(k)];
+    std::vector<std::string> all;  // UNSUBSCRIBE without names: what the client holds
+    const size_t n_names = a.size() > 1 ? a.size() - 1 : set.size();
+    if (n_cores_ > 1 && !bus_room(uint32_t(n_names))) return false;
+    if (!sub && a.size() == 1) all.assign(set.begin(), set.end());
+    auto count = [&]() -> int64_t {
+        return k == Kind::shard ? int64_t(cl.subs[2].size()) : int64_t(cl.n_subs());
+    };
+    const bool rep = replying(cl);
+    bool ok = true;
+    auto frame = [&](std::string_view name, bool null_name) {
+        if (!rep) return;
+        ok = ok && cl.out.push(3, cl.resp) && cl.out.bulk(kind_word(k, sub)) &&
+             (null_name ? cl.out.null(cl.resp) : cl.out.bulk(name)) && cl.out.integer(count());
+    };
+    auto one = [&](std::string_view name) {
+        if (sub) {
+            if (set.emplace(name).second) {
+                topics_.subscribe(k, name, cl.sid);
+                announce(cl, k, name, +1, true);
+            }
+        } else {
+            auto it = set.find(std::string(name));
+            if (it != set.end()) {
+                set.erase(it);
+                topics_.unsubscribe(k, name, cl.sid);
+                announce(cl, k, name, -1, true);
+            }
+        }
+        frame(name, false);
+    };
+    if (a.size() > 1) {
+        for (size_t i = 1; i < a.size(); ++i) one(sv(a[i]));
+    } else if (!all.empty()) {
+        for (const std::string& n : all) one(n);
+    } else {
+        frame({}, true);
+    }
+    if (!ok) kill_later(cl, "no mbufs for a reply");
+    mark_dirty(cl);
+    return true;
+}
+
+bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
+    const std::vector<Arg>& a = cl.req.args;
+    const std::string_view channel = sv(a[1]);
+    const Arg& msg = a[2];
+    const uint32_t local = topics_.local_count(k, channel);
+    uint32_t remote_cores = 0, remote = 0;
+    bool interested[Bus::kMaxCores] = {};
+    if (n_cores_ > 1) {
+        bool full = false;
+        remote = topics_.remote_fanout(k, channel, [&](unsigned j, uint32_t) {
+            interested[j] = true;
+            remote_cores++;
+            rte_ring* r = cfg_.bus->ring[worker_][j].load(std::memory_order_acquire);
+            if (!overflow_[j].empty() || rte_ring_free_count(r) == 0) full = true;
+        });
+        if (full) return false;  // wait for ring room
+    }
+    const uint32_t count = local + remote;
+    rte_mbuf* payload = nullptr;
+    if (local || remote_cores) {
+        // The payload and its CRLF, by reference to the received bytes (zero copy); a payload
+        // from an inline request (or not followed by CRLF) is copied once into a fresh mbuf.
+        const bool crlf = msg.off != kNoOffset && cl.in.size() >= msg.off + msg.len + 2 &&
+                          cl.in.at(msg.off + msg.len) == '\r' &&
+                          cl.in.at(msg.off + msg.len + 1) == '\n';
+        const uint32_t segs = crlf ? 1 + msg.len / 1024 : 1;
+        const uint32_t need = (local + remote_cores) * (1 + segs);
+        if (need > kCheckPoolAbove && need + kPoolReserve < small_->size &&
+            rte_mempool_avail_count(small_) < need + kPoolReserve)
+            return false;  // wait for mbufs (slow consumers are being cut off meanwhile)
+        if (crlf) {
+            payload = cl.in.clone(msg.off, msg.len + 2, small_);
+        } else {
+            OutBuf tmp(pool_);
+            if (tmp.put(msg.p, msg.len) && tmp.put("\r\n", 2)) payload = tmp.take();
+        }
+        if (!payload) return false;
+        deliver_local(k, channel, payload, msg.len);
+        for (unsigned j = 0; j < n_cores_; ++j) {
+            if (!interested[j]) continue;
+            rte_mbuf* m = bus_msg(BusType::publish, k, 0, channel, kNoToken, 0);
+            rte_mbuf* ref = m ? rte_pktmbuf_clone(payload, small_) : nullptr;
+            if (!ref) {
+                if (m) rte_pktmbuf_free(m);
+                ctr_.bus_no_mbuf++;
+                continue;
+            }
+            reinterpret_cast<BusMsg*>(rte_pktmbuf_mtod(m, char*))->payload_len = msg.len;
+            rte_pktmbuf_chain(m, ref);
+            bus_send(j, m);
+            ctr_.remote_out++;
+        }
+        rte_pktmbuf_free(payload);
+    }
+    ctr_.published++;
+    if (replying(cl) && !cl.out.integer(count)) kill_later(cl, "no mbufs for a reply");
+    mark_dirty(cl);
+    return true;
+}
+
+uint32_t Broker::deliver_local(Kind k, std::string_view channel, rte_mbuf* payload,
+                               uint32_t payload_len) {
+    return topics_.deliver(k, channel, [&](SubId s, const std::string* pattern) {
+        Client& sub = *clients_[s];
+        const std::string_view kind =
+            pattern ? "pmessage" : (k == Kind::shard ? "smessage" : "message");
+        if (!deliver_frame(sub, kind, pattern, channel, payload, payload_len)) {
+            ctr_.no_mbuf_disconnects++;
+            kill_later(sub, "no mbufs for a message");
+        }
+    });
+}
+
+bool Broker::deliver_frame(Client& sub, std::string_view kind, const std::string* pattern,
+                           std::string_view channel, rte_mbuf* payload, uint32_t payload_len) {
+    if (!sub.live || sub.dead) return true;
+    if (!replying(sub)) return true;
+    char hdr[512];
+    const uint32_t n =
+        pattern ? pmessage_header(hdr, sizeof hdr, sub.resp, *pattern, channel, payload_len)
+                : message_header(hdr, sizeof hdr, sub.resp, kind, channel, payload_len);
+    bool ok;
+    if (n) {
+        ok = sub.out.put(hdr, n);
+    } else {  // a long name: the encoders, piece by piece
+        char len[24];
+        const int ln = snprintf(len, sizeof len, "$%u\r\n", payload_len);
+        ok = sub.out.push(pattern ? 4 : 3, sub.resp) && sub.out.bulk(kind) &&
+             (!pattern || sub.out.bulk(*pattern)) && sub.out.bulk(channel) &&
+             sub.out.put(len, uint32_t(ln));
+    }
+    rte_mbuf* ref = ok ? rte_pktmbuf_clone(payload, small_) : nullptr;
+    if (!ref) return false;
+    sub.out.put_chain(ref);
+    ctr_.delivered++;
+    mark_dirty(sub);
+    check_limits(sub, now_);
+    return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other commands.
+
+void Broker::cmd_hello(Client& cl) {
+    const std::vector<Arg>& a = cl.req.args;
+    int resp = cl.resp;
+    size_t i = 1;
+    if (a.size() > 1) {
+        int64_t v;
+        if (!to_int64(sv(a[1]), v)) {
+            reply_error(cl, "ERR Protocol version is not an integer or out of range");
+            return;
+        }
+        if (v < 2 || v > 3) {
+            reply_error(cl, "NOPROTO unsupported protocol version");
+            return;
+        }
+        resp = int(v);
+        i = 2;
+    }
+    std::string setname;
+    bool has_name = false;
+    for (; i < a.size(); ++i) {
+        const bool more = i + 1 < a.size();
+        if (iequals(sv(a[i]), "auth") && i + 2 < a.size()) {
+            i += 2;  // no ACLs: the default user has no password
+        } else if (iequals(sv(a[i]), "setname") && more) {
+            setname.assign(sv(a[i + 1]));
+            has_name = true;
+            ++i;
+        } else {
+            std::string e = "ERR Syntax error in HELLO option '";
+            e.append(sv(a[i]));
+            e += "'";
+            reply_error(cl, e);
+            return;
+        }
+    }
+    if (has_name) {
+        for (char ch : setname)
+            if (ch < '!' || ch > '~') {
+                reply_error(cl,
+                            "ERR Client names cannot contain spaces, newlines or special "
+                            "characters.");
+                return;
+            }
+        cl.name = setname;
+    }
+    cl.resp = resp;
+    if (!replying(cl)) return;
+    OutBuf& o = cl.out;
+    const bool ok = o.map(7, resp) && o.bulk("server") && o.bulk("redis") && o.bulk("version") &&
+                    o.bulk("7.0.15") && o.bulk("proto") && o.integer(resp) && o.bulk("id") &&
+                    o.integer(int64_t(cl.id)) && o.bulk("mode") && o.bulk("standalone") &&
+                    o.bulk("role") && o.bulk("master") && o.bulk("modules") && o.array(0);
+    if (!ok) kill_later(cl, "no mbufs for a reply");
+}
+
+void Broker::cmd_client(Client& cl) {
+    const std::vector<Arg>& a = cl.req.args;
+    const std::string_view sub = sv(a[1]);
+    const bool rep = replying(cl);
+    bool ok = true;
+    if (iequals(sub, "id") && a.size() == 2) {
+        ok = !rep || cl.out.integer(int64_t(cl.id));
+    } else if (iequals(sub, "getname") && a.size() == 2) {
+        ok = !rep || (cl.name.empty() ? cl.out.null(cl.resp) : cl.out.bulk(cl.name));
+    } else if (iequals(sub, "setname") && a.size() == 3) {
+        const std::string_view n = sv(a[2]);
+        for (char ch : n)
+            if (ch < '!' || ch > '~') {
+                reply_error(cl,
+                            "ERR Client names cannot contain spaces, newlines or special "
+                            "characters.");
+                return;
+            }
+        cl.name.assign(n);
+        ok = !rep || cl.out.simple("OK");
+    } else if (iequals(sub, "reply") && a.size() == 3) {
+        const std::string_view v = sv(a[2]);
+        if (iequals(v, "on")) {
+            cl.reply = Client::Reply::on;
+            ok = cl.out.simple("OK");
+        } else if (iequals(v, "off")) {
+            cl.reply = Client::Reply::off;
+        } else if (iequals(v, "skip")) {
+            if (cl.reply == Client::Reply::skip_this || cl.reply == Client::Reply::on)
+                cl.reply = Client::Reply::skip_next;
+        } else {
+            reply_error(cl, "ERR syntax error");
+            return;
+        }
+    } else if (iequals(sub, "info") && a.size() == 2) {
+        char line[256];
+        const int n = snprintf(line, sizeof line,
+                               "id=%" PRIu64 " name=%s db=0 sub=%zu psub=%zu ssub=%zu resp=%d\n",
+                               cl.id, cl.name.c_str(), cl.subs[0].size(), cl.subs[1].size(),
+                               cl.subs[2].size(), cl.resp);
+        ok = !rep || cl.out.bulk({line, size_t(n)});
+    } else if (iequals(sub, "setinfo") && a.size() == 4) {
+        ok = !rep || cl.out.simple("OK");
+    } else {
+        const bool known = iequals(sub, "id") || iequals(sub, "getname") ||
+                           iequals(sub, "setname") || iequals(sub, "reply") ||
+                           iequals(sub, "info") || iequals(sub, "setinfo");
+        if (known) {
+            std::string lower(sub);
+            for (char& ch : lower) ch = char(tolower(uint8_t(ch)));
+            arity_error(cl, "client|" + lower);
+        } else {
+            std::string e = "ERR unknown subcommand '";
+            e.append(sub.substr(0, 128));
+            e += "'. Try CLIENT HELP.";
+            reply_error(cl, e);
+        }
+        return;
+    }
+    if (!ok) kill_later(cl, "no mbufs for a reply");
+}
+
+void Broker::cmd_config(Client& cl) {
+    const std::vector<Arg>& a = cl.req.args;
+    const std::string_view sub = sv(a[1]);
+    const bool rep = replying(cl);
+    if (iequals(sub, "get")) {
+        if (a.size() < 3) {
+            arity_error(cl, "config|get");
+            return;
+        }
+        char limit[160];
+        snprintf(limit, sizeof limit,
+                 "normal 0 0 0 slave 268435456 67108864 60 pubsub %" PRIu64 " %" PRIu64 " %u",
+                 cfg_.out_hard, cfg_.out_soft, cfg_.out_soft_s);
+        char bulk[24], port[8];
+        snprintf(bulk, sizeof bulk, "%" PRIu64, cfg_.limits.max_bulk);
+        snprintf(port, sizeof port, "%u", cfg_.listen_port);
+        const std::pair<std::string_view, std::string_view> known[] = {
+            {"appendonly", "no"},
+            {"client-output-buffer-limit", limit},
+            {"databases", "16"},
+            {"maxmemory", "0"},
+            {"notify-keyspace-events", ""},
+            {"port", port},
+            {"proto-max-bulk-len", bulk},
+            {"save", ""},
+            {"timeout", "0"},
+        };
+        bool hit[std::size(known)] = {};
+        unsigned n = 0;
+        for (size_t i = 2; i < a.size(); ++i) {
+            std::string pat(sv(a[i]));
+            for (char& ch : pat) ch = char(tolower(uint8_t(ch)));
+            for (size_t j = 0; j < std::size(known); ++j)
+                if (!hit[j] && glob_match(pat, known[j].first)) hit[j] = true, ++n;
+        }
+        if (!rep) return;
+        bool ok = cl.out.map(n, cl.resp);
+        for (size_t j = 0; j < std::size(known); ++j)
+            if (hit[j]) ok = ok && cl.out.bulk(known[j].first) && cl.out.bulk(known[j].second);
+        if (!ok) kill_later(cl, "no mbufs for a reply");
+    } else if (iequals(sub, "set")) {
+        if (a.size() < 4 || a.size() % 2) {
+            arity_error(cl, "config|set");
+            return;
+        }
+        for (size_t i = 2; i < a.size(); i += 2) {
+            if (!iequals(sv(a[i]), "client-output-buffer-limit")) {
+                std::string e = "ERR Unknown option or number of arguments for CONFIG SET - '";
+                e.append(sv(a[i]));
+                e += "'";
+                reply_error(cl, e);
+                return;
+            }
+            // "<class> <hard> <soft> <seconds>" groups; only the pubsub class applies here.
+            std::string v(sv(a[i + 1]));
+            std::vector<std::string> w;
+            for (size_t p = 0; p < v.size();) {
+                while (p < v.size() && v[p] == ' ') ++p;
+                size_t q = p;
+                while (q < v.size() && v[q] != ' ') ++q;
+                if (q > p) w.emplace_back(v.substr(p, q - p));
+                p = q;
+            }
+            bool good = !w.empty() && w.size() % 4 == 0;
+            uint64_t h = 0, s = 0, t = 0;
+            for (size_t g = 0; good && g < w.size(); g += 4) {
+                good = (iequals(w[g], "normal") || iequals(w[g], "slave") ||
+                        iequals(w[g], "replica") || iequals(w[g], "pubsub")) &&
+                       to_memory(w[g + 1], h) && to_memory(w[g + 2], s) && to_memory(w[g + 3], t);
+                if (good && iequals(w[g], "pubsub")) {
+                    cfg_.out_hard = h;
+                    cfg_.out_soft = s;
+                    cfg_.out_soft_s = uint32_t(t);
+                }
+            }
+            if (!good) {
+                std::string e = "ERR Invalid argument '";
+                e += v;
+                e += "' for CONFIG SET 'client-output-buffer-limit'";
+                reply_error(cl, e);
+                return;
+            }
+        }
+        if (rep && !cl.out.simple("OK")) kill_later(cl, "no mbufs for a reply");
+    } else if (iequals(sub, "resetstat") && a.size() == 2) {
+        if (rep && !cl.out.simple("OK")) kill_later(cl, "no mbufs for a reply");
+    } else {
+        std::string e = "ERR unknown subcommand '";
+        e.append(sub.substr(0, 128));
+        e += "'. Try CONFIG HELP.";
+        reply_error(cl, e);
+    }
+}
+
+// COMMAND: enough for tooling that asks (redis-cli, client libraries): Redis 7's ten-element
+// entries, with no key specs (no command here takes keys).
+void Broker::cmd_command(Client& cl) {
+    const std::vector<Arg>& a = cl.req.args;
+    if (!replying(cl)) return;
+    OutBuf& o = cl.out;
+    auto entry = [&](const CmdInfo& c) {
+        unsigned nflags = 0;
+        for (const char* p = c.flags; *p;) {
+            while (*p == ' ') ++p;
+            if (!*p) break;
+            ++nflags;
+            while (*p && *p != ' ') ++p;
+        }
+        bool ok = o.array(10) && o.bulk(c.name) && o.integer(c.arity) && o.set(nflags, cl.resp);
+        for (const char* p = c.flags; ok && *p;) {
+            while (*p == ' ') ++p;
+            const char* q = p;
+            while (*q && *q != ' ') ++q;
+            if (q > p) ok = o.simple({p, size_t(q - p)});
+            p = q;
+        }
+        return ok && o.integer(0) && o.integer(0) && o.integer(0) && o.set(1, cl.resp) &&
+               o.simple(c.cmd >= Cmd::subscribe ? "@pubsub" : "@connection") && o.array(0) &&
+               o.array(0) && o.array(0);
+    };
+    bool ok = true;
+    if (a.size() == 1) {
+        ok = o.array(uint32_t(std::size(kCommands)));
+        for (const CmdInfo& c : kCommands) ok = ok && entry(c);
+    } else if (iequals(sv(a[1]), "count")) {
+        ok = o.integer(int64_t(std::size(kCommands)));
+    } else if (iequals(sv(a[1]), "list")) {
+        ok = o.array(uint32_t(std::size(kCommands)));
+        for (const CmdInfo& c : kCommands) ok = ok && o.bulk(c.name);
+    } else if (iequals(sv(a[1]), "info")) {
+        ok = o.array(uint32_t(a.size() - 2));
+        for (size_t i = 2; ok && i < a.size(); ++i) {
+            std::string l(sv(a[i]));
+            for (char& ch : l) ch = char(tolower(uint8_t(ch)));
+            const CmdInfo* c = find_command(l);
+            ok = c ? entry(*c) : o.null_array(cl.resp);
+        }
+    } else if (iequals(sv(a[1]), "docs")) {
+        ok = o.map(0, cl.resp);
+    } else {
+        std::string e = "ERR unknown subcommand '";
+        e.append(sv(a[1]).substr(0, 128));
+        e += "'. Try COMMAND HELP.";
+        reply_error(cl, e);
+        return;
+    }
+    if (!ok) kill_later(cl, "no mbufs for a reply");
+}
+
+void Broker::cmd_info(Client& cl) {
+    if (!replying(cl)) return;
+    auto n_channels = [&](Kind k) {
+        size_t n = 0;
+        topics_.channels(k, nullptr, [&](std::string_view) { ++n; });
+        return n;
+    };
+    unsigned live = 0;
+    for (const auto& c : clients_) live += c->live;
+    char buf[1536];
+    const int n = snprintf(
+        buf, sizeof buf,
+        "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\nsluice_broker:1\r\n"
+        "sluice_worker:%u\r\nsluice_workers:%u\r\ntcp_port:%u\r\n\r\n"
+        "# Clients\r\nconnected_clients:%u\r\n\r\n"
+        "# Stats\r\ntotal_connections_received:%" PRIu64 "\r\ntotal_commands_processed:%" PRIu64
+        "\r\npubsub_channels:%zu\r\npubsub_patterns:%" PRIu64
+        "\r\npubsubshard_channels:%zu\r\n"
+        "sluice_published:%" PRIu64 "\r\nsluice_delivered:%" PRIu64 "\r\nsluice_remote_out:%" PRIu64
+        "\r\nsluice_remote_in:%" PRIu64 "\r\nsluice_slow_disconnects:%" PRIu64
+        "\r\nsluice_paused:%" PRIu64 "\r\nsluice_protocol_errors:%" PRIu64 "\r\n",
+        worker_, n_cores_, cfg_.listen_port, live, ctr_.connections, ctr_.commands,
+        n_channels(Kind::channel), topics_.numpat(), n_channels(Kind::shard), ctr_.published,
+        ctr_.delivered, ctr_.remote_out, ctr_.remote_in, ctr_.slow_disconnects, ctr_.paused,
+        ctr_.protocol_errors);
+    // RESP3: a verbatim string ("=<len>\r\ntxt:<text>\r\n"), as Redis 7.0 sends INFO.
+    const std::string_view body(buf, size_t(std::clamp(n, 0, int(sizeof buf) - 1)));
+    bool ok;
+    if (cl.resp == 3) {
+        char h[32];
+        const int hn = snprintf(h, sizeof h, "=%zu\r\ntxt:", body.size() + 4);
+        ok = cl.out.put(h, uint32_t(hn)) && cl.out.put(body.data(), uint32_t(body.size())) &&
+             cl.out.put("\r\n", 2);
+    } else {
+        ok = cl.out.bulk(body);
+    }
+    if (!ok) kill_later(cl, "no mbufs for a reply");
+}
+
+void Broker::cmd_pubsub(Client& cl) {
+    const std::vector<Arg>& a = cl.req.args;
+    const std::string_view sub = sv(a[1]);
+    const bool rep = replying(cl);
+    OutBuf& o = cl.out;
+    bool ok = true;
+    const bool chans = iequals(sub, "channels"), shchans = iequals(sub, "shardchannels");
+    const bool numsub = iequals(sub, "numsub"), shnumsub = iequals(sub, "shardnumsub");
+    if (chans || shchans) {
+        if (a.size() > 3) {
+            arity_error(cl, chans ? "pubsub|channels" : "pubsub|shardchannels");
+            return;
+        }
+        const Kind k = chans ? Kind::channel : Kind::shard;
+        std::string_view pat;
+        const std::string_view* pp = nullptr;
+        if (a.size() == 3) {
+            pat = sv(a[2]);
+            pp = &pat;
+        }
+        std::vector<std::string_view> names;
+        topics_.channels(k, pp, [&](std::string_view n) { names.push_back(n); });
+        if (!rep) return;
+        ok = o.array(uint32_t(names.size()));
+        for (std::string_view n : names) ok = ok && o.bulk(n);
+    } else if (numsub || shnumsub) {
+        const Kind k = numsub ? Kind::channel : Kind::shard;
+        if (!rep) return;
+        ok = o.array(uint32_t((a.size() - 2) * 2));
+        for (size_t i = 2; ok && i < a.size(); ++i)
+            ok = o.bulk(sv(a[i])) && o.integer(int64_t(topics_.numsub(k, sv(a[i]))));
+    } else if (iequals(sub, "numpat")) {
+        if (a.size() != 2) {
+            arity_error(cl, "pubsub|numpat");
+            return;
+        }
+        ok = !rep || o.integer(int64_t(topics_.numpat()));
+    } else {
+        std::string e = "ERR unknown subcommand '";
+        e.append(sub.substr(0, 128));
+        e += "'. Try PUBSUB HELP.";
+        reply_error(cl, e);
+        return;
+    }
+    if (!ok) kill_later(cl, "no mbufs for a reply");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output and limits.
+
+void Broker::mark_dirty(Client& cl) {
+    if (cl.dirty) return;
+    cl.dirty = true;
+    dirty_.push_back(cl.sid);
+}
+
+void Broker::flush_clients(Tcp& tcp) {
+    // Kills first: they change subscriptions, which no delivery loop may be running over.
+    for (SubId s : kills_) {
+        Client& cl = *clients_[s];
+        if (!cl.live || !cl.conn) continue;
+        TcpConn* c = cl.conn;
+        detach(cl);
+        tcp.abort(c);  // on_tcp_closed(aborted) follows, for a connection with no client
+    }
+    kills_.clear();
+    for (size_t i = 0; i < dirty_.size(); ++i) {
+        Client& cl = *clients_[dirty_[i]];
+        cl.dirty = false;
+        if (!cl.live || cl.dead || !cl.conn) continue;
+        if (cl.pending_acks) continue;  // held until every core has the subscription change
+        while (!cl.out.empty()) {       // take() hands over at most 65535 mbufs at a time
+            rte_mbuf* m = cl.out.take();
+            if (tcp.send(cl.conn, m) != 0) rte_pktmbuf_free(m);
+        }
+        if (cl.closing) {
+            // Redis frees a client at QUIT or a protocol error at once: its subscriptions go
+            // now, not when TCP finishes closing (TIME-WAIT may last minutes).
+            TcpConn* c = cl.conn;
+            tcp.close(c);
+            detach(cl);
+        }
+    }
+    dirty_.clear();
+}
+
+void Broker::kill_later(Client& cl, const char* why) {
+    if (cl.dead) return;
+    (void)why;
+    cl.dead = true;
+    kills_.push_back(cl.sid);
+}
+
+// Redis's client-output-buffer-limit for pub/sub clients (networking.c
+// checkClientOutputBufferLimits): over the hard limit, or over the soft one for longer than
+// its time, the client is disconnected. What counts: the broker's pending output and what TCP
+// holds unacknowledged.
+void Broker::check_limits(Client& cl, uint64_t now) {
+    if (!cl.conn || cl.dead || !cl.subscribed()) return;
+    const uint64_t used = uint64_t(cl.out.size()) + cl.conn->sq_bytes;
+    if (cfg_.out_hard && used >= cfg_.out_hard) {
+        ctr_.slow_disconnects++;
+        kill_later(cl, "output above the hard limit");
+    } else if (cfg_.out_soft && used >= cfg_.out_soft) {
+        if (!cl.soft_since) {
+            cl.soft_since = now ? now : 1;
+        } else if (now - cl.soft_since >= uint64_t(cfg_.out_soft_s) * hz_) {
+            ctr_.slow_disconnects++;
+            kill_later(cl, "output above the soft limit for too long");
+        }
+    } else {
+        cl.soft_since = 0;
+    }
+}
+
+void Broker::poll(Tcp& tcp, uint64_t now) {
+    now_ = now;
+    if (n_cores_ > 1) bus_poll(tcp);
+    if (!paused_.empty()) {
+        std::vector<SubId> p;
+        p.swap(paused_);
+        for (SubId s : p) {
+            Client& cl = *clients_[s];
+            if (!cl.live || !cl.paused) continue;
+            cl.paused = false;
+            process(tcp, cl);
+        }
+    }
+    if (now >= next_limits_check_) {
+        next_limits_check_ = now + hz_ / 10;
+        for (auto& c : clients_)
+            if (c->live && c->soft_since) check_limits(*c, now);
+    }
+    if (!dirty_.empty() || !kills_.empty()) flush_clients(tcp);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bus.
+
+bool Broker::bus_attach() {
+    n_cores_ = 1;
+    if (!cfg_.bus) return true;
+    Bus& b = *cfg_.bus;
+    const unsigned n = rte_lcore_count();
+    if (n <= 1) return true;
+    if (n > Bus::kMaxCores) return false;
+    for (unsigned j = 0; j < n; ++j) {
+        if (j == worker_) continue;
+        char name[RTE_RING_NAMESIZE];
+        snprintf(name, sizeof name, "brk_%u_%u", j, worker_);
+        rte_ring* r = rte_ring_create(name, Bus::kRingSize, int(rte_socket_id()),
+                                      RING_F_SP_ENQ | RING_F_SC_DEQ);
+        if (!r) {
+            b.failed.store(true);
+            return false;
+        }
+        b.ring[j][worker_].store(r, std::memory_order_release);
+    }
+    b.ready.fetch_add(1);
+    // Every worker creates its inbound rings, then waits for the others (bounded).
+    const uint64_t deadline = rte_rdtsc() + 10 * rte_get_tsc_hz();
+    while (b.ready.load() < n) {
+        if (b.failed.load() || rte_rdtsc() > deadline) return false;
+        rte_pause();
+    }
+    n_cores_ = n;
+    return true;
+}
+
+rte_mbuf* Broker::bus_msg(BusType t, Kind k, int delta, std::string_view name, uint32_t token,
+                          uint32_t gen) {
+    const uint32_t len = uint32_t(sizeof(BusMsg) + name.size());
+    rte_mempool* mp =
+        len <= uint32_t(rte_pktmbuf_data_room_size(small_) - RTE_PKTMBUF_HEADROOM) ? small_ : pool_;
+    if (len > uint32_t(rte_pktmbuf_data_room_size(mp) - RTE_PKTMBUF_HEADROOM)) return nullptr;
+    rte_mbuf* m = rte_pktmbuf_alloc(mp);
+    if (!m) return nullptr;
+    char* p = rte_pktmbuf_append(m, uint16_t(len));
+    BusMsg h{};
+    h.type = t;
+    h.kind = uint8_t(k);
+    h.delta = int16_t(delta);
+    h.src = uint16_t(worker_);
+    h.name_len = uint16_t(name.size());
+    h.token = token;
+    h.gen = gen;
+    memcpy(p, &h, sizeof h);
+    memcpy(p + sizeof h, name.data(), name.size());
+    return m;
+}
+
+bool Broker::bus_room(uint32_t msgs) const {
+    for (unsigned j = 0; j < n_cores_; ++j) {
+        if (j == worker_) continue;
+        rte_ring* r = cfg_.bus->ring[worker_][j].load(std::memory_order_acquire);
+        if (!overflow_[j].empty() || rte_ring_free_count(r) < msgs) return false;
+    }
+    return true;
+}
+
+void Broker::bus_send(unsigned to, rte_mbuf* m) {
+    rte_ring* r = cfg_.bus->ring[worker_][to].load(std::memory_order_acquire);
+    if (overflow_[to].empty() && rte_ring_sp_enqueue(r, m) == 0) return;
+    overflow_[to].push_back(m);  // acknowledgements must not be lost: sent on a later poll
+}
+
+bool Broker::announce(Client& cl, Kind k, std::string_view name, int delta, bool want_ack) {
+    if (n_cores_ <= 1) return true;
+    bool all = true;
+    for (unsigned j = 0; j < n_cores_; ++j) {
+        if (j == worker_) continue;
+        rte_mbuf* m =
+            bus_msg(BusType::directory, k, delta, name, want_ack ? cl.sid : kNoToken, cl.gen);
+        if (!m) {
+            ctr_.bus_no_mbuf++;
+            all = false;
+            continue;
+        }
+        bus_send(j, m);
+        if (want_ack) cl.pending_acks++;
+    }
+    return all;
+}
+
+void Broker::bus_poll(Tcp& tcp) {
+    (void)tcp;
+    for (size_t i = 0; i < owed_acks_.size();) {
+        const BusMsg& h = owed_acks_[i];
+        rte_mbuf* ack = bus_msg(BusType::ack, Kind(h.kind), 0, {}, h.token, h.gen);
+        if (!ack) break;
+        bus_send(h.src, ack);
+        owed_acks_.erase(owed_acks_.begin() + long(i));
+    }
+    for (unsigned j = 0; j < n_cores_; ++j) {
+        if (j == worker_) continue;
+        // What could not be sent before, first.
+        auto& q = overflow_[j];
+        if (!q.empty()) {
+            rte_ring* out = cfg_.bus->ring[worker_][j].load(std::memory_order_acquire);
+            const unsigned sent = rte_ring_sp_enqueue_burst(out, reinterpret_cast<void**>(q.data()),
+                                                            unsigned(q.size()), nullptr);
+            q.erase(q.begin(), q.begin() + sent);
+        }
+        rte_ring* r = cfg_.bus->ring[j][worker_].load(std::memory_order_acquire);
+        void* msgs[kBusBurst];
+        const unsigned n = rte_ring_sc_dequeue_burst(r, msgs, kBusBurst, nullptr);
+        for (unsigned i = 0; i < n; ++i) {
+            rte_mbuf* m = static_cast<rte_mbuf*>(msgs[i]);
+            BusMsg h;
+            memcpy(&h, rte_pktmbuf_mtod(m, const char*), sizeof h);
+            const std::string_view name(rte_pktmbuf_mtod_offset(m, const char*, sizeof h),
+                                        h.name_len);
+            switch (h.type) {
+                case BusType::publish:
+                    ctr_.remote_in++;
+                    deliver_local(Kind(h.kind), name, m->next, h.payload_len);
+                    break;
+                case BusType::directory:
+                    topics_.remote_update(h.src, Kind(h.kind), name, h.delta);
+                    if (h.token != kNoToken) {
+                        rte_mbuf* ack = bus_msg(BusType::ack, Kind(h.kind), 0, {}, h.token, h.gen);
+                        if (ack) {
+                            bus_send(h.src, ack);
+                        } else {  // the client waits for it: built again on the next poll
+                            ctr_.bus_no_mbuf++;
+                            owed_acks_.push_back(h);
+                        }
+                    }
+                    break;
+                case BusType::ack:
+                    if (h.token < clients_.size()) {
+                        Client& cl = *clients_[h.token];
+                        if (cl.live && cl.gen == h.gen && cl.pending_acks) {
+                            if (--cl.pending_acks == 0) mark_dirty(cl);
+                        }
+                    }
+                    break;
+            }
+            rte_pktmbuf_free(m);
+        }
+    }
+}
+
+}  // namespace sluice::apps::broker

@@ -1,0 +1,184 @@
+// sluice-broker: a Redis-compatible publish/subscribe broker on Sluice's TCP (apps/broker/
+// DESIGN.md). One Broker per worker core, built only on proto/tcp.hpp's API: the core's
+// clients, its share of the subscriptions (Topics) and its end of the inter-core bus.
+//
+// Per client: received chains go into an InBuf (zero copy); requests are parsed and executed
+// in order; everything the client is owed (replies and messages) goes through its OutBuf, in
+// order, and is handed to TCP by reference at the end of each pass. A PUBLISH's payload is
+// cloned (indirect mbufs) from the publisher's InBuf once, and each subscriber's frame is a
+// small header mbuf chained to indirect mbufs over that clone.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include <rte_mbuf.h>
+
+#include "apps/broker/bus.hpp"
+#include "apps/broker/resp.hpp"
+#include "apps/broker/topics.hpp"
+#include "engine/runtime.hpp"
+#include "proto/tcp.hpp"
+
+namespace sluice::apps::broker {
+
+// Broker counters, per core: INFO, the exit summary and telemetry (/sluice/broker, summed
+// over the workers). Written by their core only; read with plain 64-bit loads.
+#define SLUICE_BROKER_COUNTERS(X)                                                 \
+    X(connections, "client connections accepted")                                 \
+    X(commands, "commands executed")                                              \
+    X(published, "PUBLISH and SPUBLISH executed")                                 \
+    X(delivered, "message frames queued to subscribers")                          \
+    X(remote_out, "published messages handed to other cores")                     \
+    X(remote_in, "published messages taken from other cores")                     \
+    X(protocol_errors, "requests that broke RESP (answered, connection closed)")  \
+    X(unknown_commands, "unknown commands (answered with an error)")              \
+    X(slow_disconnects, "pub/sub clients cut off at the output limit")            \
+    X(paused, "requests that waited for mbufs or ring room")                      \
+    X(no_mbuf_disconnects, "subscribers cut off: no mbuf for a message or reply") \
+    X(bus_no_mbuf, "bus messages that could not be built at once (retried)")      \
+    X(oversized, "connections closed: a request larger than the input buffer")
+
+struct BrokerCounters {
+#define SLUICE_X(name, help) uint64_t name = 0;
+    SLUICE_BROKER_COUNTERS(SLUICE_X)
+#undef SLUICE_X
+};
+
+class Broker {
+  public:
+    struct Config {
+        uint16_t listen_port = 6379;
+        // Redis's client-output-buffer-limit for pub/sub clients: "pubsub 32mb 8mb 60".
+        uint64_t out_hard = 32ull << 20;
+        uint64_t out_soft = 8ull << 20;
+        uint32_t out_soft_s = 60;
+        RequestParser::Limits limits;
+        proto::TcpConfig tcp;
+        std::shared_ptr<Bus> bus;  // shared by the process's workers
+    };
+
+    Broker(const Config& c, unsigned worker);
+    ~Broker();
+    Broker(const Broker&) = delete;
+    Broker& operator=(const Broker&) = delete;
+
+    // UDP: none served.
+    bool udp_port_open(uint16_t) const { return false; }
+    void on_udp(proto::Stack&, proto::UdpDatagram& d) { rte_pktmbuf_free(d.m); }
+
+    void tcp_config(proto::TcpConfig& t);
+    void start(proto::Tcp& tcp, uint64_t now);
+    void poll(proto::Tcp& tcp, uint64_t now);
+    int exit_code() const { return rc_; }
+
+    void on_tcp_connected(proto::Tcp& tcp, proto::TcpConn* c);
+    void on_tcp_data(proto::Tcp& tcp, proto::TcpConn* c, rte_mbuf* m);
+    void on_tcp_peer_fin(proto::Tcp& tcp, proto::TcpConn* c);
+    void on_tcp_writable(proto::Tcp& tcp, proto::TcpConn* c);
+    void on_tcp_closed(proto::Tcp& tcp, proto::TcpConn* c, proto::TcpCloseReason r);
+
+    const BrokerCounters& counters() const { return ctr_; }
+    void print_summary() const;
+
+  private:
+    struct Client {
+        explicit Client(const RequestParser::Limits& l) : parser(l) {}
+        proto::TcpConn* conn = nullptr;
+        SubId sid = 0;
+        uint32_t gen = 0;  // bumped when the slot is reused
+        uint64_t id = 0;   // CLIENT ID
+        InBuf in;
+        RequestParser parser;
+        Request req;
+        OutBuf out;
+        int resp = 2;
+        std::unordered_set<std::string> subs[3];  // by Kind: channels, patterns, shard channels
+        std::string name;
+        enum class Reply : uint8_t { on, off, skip_next, skip_this } reply = Reply::on;
+        bool live = false;
+        bool closing = false;       // QUIT: close once the reply is out
+        bool dead = false;          // disconnected by us (limit, protocol error): ignore the rest
+        bool dirty = false;         // on the flush list
+        bool paused = false;        // a request waits for resources (retried by poll)
+        uint32_t pending_acks = 0;  // directory updates other cores have not acknowledged
+        uint32_t credited = 0;      // unparsed bytes already given back to the receive window
+        uint64_t soft_since = 0;    // TSC when the output went above the soft limit, or 0
+
+        uint32_t n_subs() const { return uint32_t(subs[0].size() + subs[1].size()); }
+        bool subscribed() const { return n_subs() + subs[2].size() != 0; }
+    };
+
+    // Requests.
+    void process(proto::Tcp& tcp, Client& cl);
+    // Executes cl.req. false: it could not run yet (resources): the request stays unparsed.
+    bool execute(proto::Tcp& tcp, Client& cl);
+    bool cmd_subscribe(Client& cl, Kind k, bool sub);
+    bool cmd_publish(proto::Tcp& tcp, Client& cl, Kind k);
+    void cmd_pubsub(Client& cl);
+    void cmd_hello(Client& cl);
+    void cmd_client(Client& cl);
+    void cmd_config(Client& cl);
+    void cmd_command(Client& cl);
+    void cmd_info(Client& cl);
+    void reset_client(Client& cl);
+
+    // Output.
+    bool replying(Client& cl) const { return cl.reply == Client::Reply::on; }
+    void reply_error(Client& cl, std::string_view msg);  // counts, honours CLIENT REPLY
+    void arity_error(Client& cl, std::string_view cmd);
+    void mark_dirty(Client& cl);
+    void flush_clients(proto::Tcp& tcp);
+    // Appends a message frame for `kind`/`pattern` on `channel` with `payload` (a chain ending
+    // in the payload's CRLF; cloned, not consumed) to a subscriber. false: no mbufs.
+    bool deliver_frame(Client& sub, std::string_view kind, const std::string* pattern,
+                       std::string_view channel, rte_mbuf* payload, uint32_t payload_len);
+    // Fan-out on this core; returns deliveries made.
+    uint32_t deliver_local(Kind k, std::string_view channel, rte_mbuf* payload,
+                           uint32_t payload_len);
+    void check_limits(Client& cl, uint64_t now);
+    // Disconnects a client at the next flush (never from inside a delivery loop).
+    void kill_later(Client& cl, const char* why);
+
+    // The bus.
+    bool bus_attach();
+    void bus_send(unsigned to, rte_mbuf* m);
+    rte_mbuf* bus_msg(BusType t, Kind k, int delta, std::string_view name, uint32_t token,
+                      uint32_t gen);
+    // Announces a subscription change to every other core; the client's output is held until
+    // each has acknowledged (pending_acks). false: a ring or the pool is full (nothing sent).
+    bool announce(Client& cl, Kind k, std::string_view name, int delta, bool want_ack);
+    bool bus_room(uint32_t msgs) const;
+    void bus_poll(proto::Tcp& tcp);
+
+    Client* client(proto::TcpConn* c) { return static_cast<Client*>(c->user); }
+    Client* new_client();
+    void detach(Client& cl);
+    void free_client(Client* cl);
+
+    Config cfg_;
+    unsigned worker_;
+    unsigned n_cores_ = 1;
+    int rc_ = 0;
+    uint64_t hz_ = 0, now_ = 0;
+    rte_mempool* small_ = nullptr;  // headers, indirect clones, bus messages
+    rte_mempool* pool_ = nullptr;   // replies
+    Topics topics_;
+    std::vector<std::unique_ptr<Client>> clients_;  // by SubId
+    std::vector<SubId> free_;
+    std::vector<SubId> dirty_;
+    std::vector<SubId> paused_;
+    std::vector<SubId> kills_;
+    std::vector<rte_mbuf*> overflow_[Bus::kMaxCores];  // bus messages a full ring refused, per core
+    std::vector<BusMsg> owed_acks_;                    // acknowledgements not yet built (no mbuf)
+    uint64_t next_id_;
+    uint64_t next_limits_check_ = 0;
+    BrokerCounters ctr_;
+    uint32_t window_ = 0;  // the receive window TCP offers (TcpConfig::rcv_buf)
+    char lower_[64];       // the command name, lowercased
+};
+
+}  // namespace sluice::apps::broker
