@@ -278,6 +278,7 @@ TcpConn* Tcp::alloc_conn(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport) {
     c->nodelay = cfg_.nodelay;
     c->keepalive = cfg_.keepalive;
     c->rto_ms = cfg_.rto_initial_ms;
+    c->rcv_mss = 536;  // RFC 9293 3.7.1's default until the peer's segments say more
     c->rtx_timer.owner = c;
     c->delack_timer.owner = c;
     c->in_table = true;
@@ -1360,7 +1361,7 @@ void Tcp::process_data(TcpConn* c, Seg& s, uint64_t now) {
     if (filled_gap || fin) {
         c->ack_now = true;  // RFC 5681 4.2: ACK at once a segment that fills a gap
     } else if (len) {
-        schedule_ack(c, len >= c->snd_mss);
+        schedule_ack(c, len);
     }
     want_flush(c);
 }
@@ -1455,12 +1456,19 @@ void Tcp::process_fin(TcpConn* c, uint64_t now) {
 
 // RFC 1122 4.2.3.2: ACK at least every second full-sized segment, and within 500 ms
 // (cfg delack_ms) otherwise.
-void Tcp::schedule_ack(TcpConn* c, bool full_seg) {
+// RFC 1122 4.2.3.2 / RFC 5681 4.2: an ACK for at least every second full-sized segment,
+// and none later than the delayed-ACK timer. "Full-sized" is the size the peer actually sends
+// (as Linux measures rcv_mss): a sender whose segments are all below the MSS (small writes,
+// TCP_NODELAY) still gets an ACK every two of them, instead of one per timer tick, which
+// would leave it stalled on its congestion window for 40 ms at a time.
+void Tcp::schedule_ack(TcpConn* c, uint32_t len) {
     if (c->wnd_update) {  // data came after a reopened window: the peer knows of it
         c->wnd_update = false;
         wheel_.cancel(&c->delack_timer);
     }
-    if (full_seg && ++c->delack_segs >= 2) {
+    if (len > c->rcv_mss) c->rcv_mss = uint16_t(std::min<uint32_t>(len, cfg_.mss));
+    c->delack_bytes += len;
+    if (c->delack_bytes >= 2u * c->rcv_mss) {
         c->ack_now = true;
         return;
     }
@@ -2167,7 +2175,7 @@ bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, ui
         c->last_ack_sent = c->rcv_nxt;
         if (seq_gt(c->rcv_nxt + wnd, c->rcv_adv) || c->rcv_adv == 0) c->rcv_adv = c->rcv_nxt + wnd;
         c->ack_now = false;
-        c->delack_segs = 0;
+        c->delack_bytes = 0;
         wheel_.cancel(&c->delack_timer);
         if (unlikely(c->wnd_update)) {
             if (c->rcv_nxt != c->wnd_update_seq || c->wnd_update_tries >= 6) {

@@ -177,7 +177,8 @@ struct TcpConn {
         rtx_fin_wait_2
     };
     RtxKind rtx_kind;
-    uint8_t delack_segs;  // full segments received and not yet acknowledged
+    uint16_t rcv_mss;       // the peer's usual segment size, as seen (Linux's rcv_mss)
+    uint32_t delack_bytes;  // payload received and not yet acknowledged
     uint8_t dupacks;
     uint8_t retries;  // consecutive RTO expirations (or keepalive probes)
     uint8_t snd_wscale, rcv_wscale;
@@ -387,7 +388,7 @@ class Tcp {
             flush_list_ = c;
         }
     }
-    void schedule_ack(TcpConn* c, bool full_seg);
+    void schedule_ack(TcpConn* c, uint32_t len);
 
     // Output.
     void output(TcpConn* c, uint64_t now);

@@ -47,6 +47,23 @@ TEST_F(TcpData, SecondFullSizedSegmentAckedAtOnce) {
     EXPECT_EQ(stats().bytes_received, 2896u);
 }
 
+// "Full-sized" is what the peer sends (Linux's rcv_mss): a peer whose segments are all below
+// the MSS (small writes, TCP_NODELAY) gets an ACK every second one, not one per 40 ms (which
+// would leave it stalled on its congestion window).
+TEST_F(TcpData, SecondSegmentOfThePeersUsualSizeAckedAtOnce) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    rx_data(pattern(700, 1));
+    EXPECT_TRUE(tx_segs().empty());
+    rx_data(pattern(700, 2));
+    EXPECT_EQ(tx_one().ack, pseq_);
+    rx_data(pattern(500, 3));  // smaller ones add up to the same
+    rx_data(pattern(500, 4));
+    EXPECT_TRUE(tx_segs().empty());
+    rx_data(pattern(500, 5));
+    EXPECT_EQ(tx_one().ack, pseq_) << "1500 bytes: two of the usual size";
+    EXPECT_EQ(stats().bytes_received, 2900u);
+}
+
 // The reply to a request carries the ACK of the request: no separate pure ACK.
 TEST_F(TcpData, EchoReplyPiggybacksTheAck) {
     tapp_.echo = true;
