@@ -1,6 +1,7 @@
 #include "engine/runtime.hpp"
 
 #include <cinttypes>
+#include <mutex>
 
 namespace sluice::engine {
 
@@ -19,6 +20,23 @@ void install_signal_handlers() {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
+}
+
+namespace {
+std::mutex g_adopted_mu;  // control path only (workers' start)
+std::vector<rte_mempool*> g_adopted;
+}  // namespace
+
+void adopt_pool(rte_mempool* p) {
+    std::lock_guard<std::mutex> lk(g_adopted_mu);
+    g_adopted.push_back(p);
+}
+
+std::vector<rte_mempool*> take_adopted_pools() {
+    std::lock_guard<std::mutex> lk(g_adopted_mu);
+    std::vector<rte_mempool*> v;
+    v.swap(g_adopted);
+    return v;
 }
 
 rte_mempool* create_pool(const char* name, unsigned n, int socket, uint16_t data_room) {
@@ -40,7 +58,7 @@ rte_mempool* create_pool(const char* name, unsigned n, int socket, uint16_t data
             auto* m = static_cast<rte_mbuf*>(obj);
             volatile char* b = static_cast<char*>(m->buf_addr);
             for (uint32_t off = 0; off < m->buf_len; off += 4096) b[off] = 0;
-            b[m->buf_len - 1] = 0;
+            if (m->buf_len) b[m->buf_len - 1] = 0;  // (no data room: indirect-only pools)
         },
         nullptr);
     return p;

@@ -14,6 +14,7 @@
 #include <map>
 #include <new>
 #include <string>
+#include <vector>
 #include <functional>
 
 #include <pthread.h>
@@ -70,6 +71,12 @@ void install_signal_handlers();
 
 // Control-path helpers shared by every runtime instantiation (runtime.cpp).
 rte_mempool* create_pool(const char* name, unsigned n, int socket, uint16_t data_room);
+// An app's own pool, handed to the runtime: checked (every mbuf back) and freed with the
+// runtime's pools, after the workers (and the TCP queues that may hold its mbufs) are gone.
+// Thread-safe (workers create their pools in start()).
+void adopt_pool(rte_mempool* p);
+// The adopted pools, taken (the runtime frees them).
+std::vector<rte_mempool*> take_adopted_pools();
 void print_rate_line(const StatsView& v, double dt, CoreStats& last_e, proto::Counters& last_p);
 void print_summary(const char* app, const StatsView& v, uint16_t port_id);
 std::string format_mac(const rte_ether_addr& mac);
@@ -93,6 +100,7 @@ class Runtime {
     static constexpr unsigned kRingSize = 1024;
     static constexpr uint16_t kSteerBurst = 64;    // RX burst cap with software RSS (stack arrays)
     static constexpr uint64_t kProfileEvery = 16;  // iterations per one timed by stage
+    static constexpr uint64_t kTxHoldMs = 10;      // a full TX queue: wait, then drop
     // TCP's pool of small buffers: headers, indirect mbufs, small copies.
     static constexpr uint16_t kSmallDataRoom = RTE_PKTMBUF_HEADROOM + 384;
 
@@ -114,6 +122,7 @@ class Runtime {
         rte_ring* arp_in = nullptr;      // ARP facts other workers learned (multi-producer)
         pmd::Impairment rx_imp, tx_imp;  // --impair, on this worker's queues
         const SoftRss* rss = nullptr;    // for the TCP source-port filter
+        uint64_t tx_full_since = 0;      // TSC when the TX queue first refused packets
     };
 
     struct Shared {
@@ -124,6 +133,7 @@ class Runtime {
         SoftRss rss;
         uint16_t burst;
         uint64_t timer_period;
+        uint64_t tx_hold_cycles;  // how long a full TX queue is waited for (kTxHoldMs)
     };
 
     static constexpr bool kTcp = proto::TcpApp<App>;
@@ -162,9 +172,25 @@ void Runtime<App>::flush_tx(Shared& sh, Worker& w, bool prof) {
         const uint16_t sent = sh.port->send(uint16_t(w.txq), tx.data(), n);
         w.stats.port_tx += sent;
         if (unlikely(sent < n)) {
+            // The port's queue is full: what it did not take stays at the front of the batch
+            // for the next iteration (TCP sees the batch full and waits: backpressure, not a
+            // loss it would only notice at its retransmission timeout). A queue that stays
+            // full for kTxHoldMs (a peer gone) drops, counted. With --impair the batch is
+            // rebuilt each time: drop as before.
+            const uint64_t now = rte_rdtsc();
+            if (!w.tx_imp.active() &&
+                (w.tx_full_since == 0 || now - w.tx_full_since < sh.tx_hold_cycles)) {
+                if (w.tx_full_since == 0) w.tx_full_since = now;
+                memmove(tx.data(), tx.data() + sent, (n - sent) * sizeof(rte_mbuf*));
+                tx.resize(uint16_t(n - sent));
+                w.stats.port_tx_busy++;
+                if (prof) w.stats.cycles_tx += rte_rdtsc() - t1;
+                return;
+            }
             rte_pktmbuf_free_bulk(tx.data() + sent, n - sent);
             w.stats.port_tx_dropped += n - sent;
         }
+        w.tx_full_since = 0;
     } else {
         // Prepared here, sent as they are by the TX queue's owner.
         const unsigned q =
@@ -400,6 +426,13 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
                 p = nullptr;
             }
         }
+        for (rte_mempool* p : take_adopted_pools()) {
+            const unsigned avail = rte_mempool_avail_count(p), size = p->size;
+            if (avail != size)
+                fprintf(stderr, "%s: warning: %u mbufs not back in %s\n", app_name, size - avail,
+                        p->name);
+            rte_mempool_free(p);
+        }
     };
 
     pmd::Port port;
@@ -426,6 +459,7 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
     sh.n_workers = n_workers;
     sh.burst = opt.burst;
     sh.timer_period = rte_get_tsc_hz() / 1000;  // 1 ms
+    sh.tx_hold_cycles = rte_get_tsc_hz() / 1000 * kTxHoldMs;
     sh.soft_rss = port.rx_queues() < n_workers;
     sh.rss.init(uint16_t(n_workers));
 

@@ -18,6 +18,7 @@ namespace sluice::engine {
     X(port_rx, "packets taken from the port's RX queue")                         \
     X(port_tx, "packets the port's TX queue accepted")                           \
     X(port_tx_dropped, "packets the TX queue refused (full): freed, counted")    \
+    X(port_tx_busy, "TX bursts the queue took only in part (the rest kept)")     \
     X(ring_in, "packets received from other workers' rings")                     \
     X(ring_out, "packets handed to other workers' rings")                        \
     X(ring_dropped, "packets a full inter-core ring refused: freed, counted")    \
