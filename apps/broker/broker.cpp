@@ -25,6 +25,7 @@ constexpr unsigned kBusBurst = 32;
 // is short) instead of finding out halfway through its subscribers.
 constexpr uint32_t kCheckPoolAbove = 256;
 constexpr uint32_t kPoolReserve = 2048;
+constexpr unsigned kClonePool = 131071, kOutPool = 65535;  // per worker
 // The most received mbufs one connection's unparsed input may hold (a request longer than
 // about 8 MB at 1500-byte segments closes the connection; Redis's query buffer allows 1 GB).
 constexpr uint32_t kMaxInputSegs = 6144;
@@ -271,6 +272,22 @@ void Broker::start(Tcp& tcp, uint64_t now) {
     hz_ = rte_get_tsc_hz();
     now_ = now;
     small_ = tcp.small_pool();
+    {
+        char name[RTE_MEMPOOL_NAMESIZE];
+        snprintf(name, sizeof name, "brk_clone_%u", worker_);
+        clones_ = engine::create_pool(name, kClonePool, int(rte_socket_id()), 0);
+        snprintf(name, sizeof name, "brk_out_%u", worker_);
+        out_ = engine::create_pool(name, kOutPool, int(rte_socket_id()),
+                                   uint16_t(RTE_PKTMBUF_HEADROOM + 256));
+        if (clones_) engine::adopt_pool(clones_);
+        if (out_) engine::adopt_pool(out_);
+        if (!clones_ || !out_) {
+            fprintf(stderr, "sluice-broker: worker %u: no memory for its mbuf pools\n", worker_);
+            rc_ = 1;
+            if (!clones_) clones_ = small_;
+            if (!out_) out_ = small_;
+        }
+    }
     window_ = tcp.config().rcv_buf;
     pool_ = tcp.stack().pool();
     topics_ = Topics(worker_, 1);
@@ -315,7 +332,7 @@ Broker::Client* Broker::new_client() {
     cl.sid = sid;
     cl.gen = gen;
     cl.id = next_id_++ * Bus::kMaxCores + worker_;
-    cl.out.set_pool(small_);
+    cl.out.set_pool(out_);
     cl.parser.reset();
     cl.live = true;
     return &cl;
@@ -721,11 +738,12 @@ bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
                           cl.in.at(msg.off + msg.len + 1) == '\n';
         const uint32_t segs = crlf ? 1 + msg.len / 1024 : 1;
         const uint32_t need = (local + remote_cores) * (1 + segs);
-        if (need > kCheckPoolAbove && need + kPoolReserve < small_->size &&
-            rte_mempool_avail_count(small_) < need + kPoolReserve)
+        if (need > kCheckPoolAbove && need + kPoolReserve < clones_->size &&
+            (rte_mempool_avail_count(clones_) < need + kPoolReserve ||
+             rte_mempool_avail_count(out_) < need + kPoolReserve))
             return false;  // wait for mbufs (slow consumers are being cut off meanwhile)
         if (crlf) {
-            payload = cl.in.clone(msg.off, msg.len + 2, small_);
+            payload = cl.in.clone(msg.off, msg.len + 2, clones_);
         } else {
             OutBuf tmp(pool_);
             if (tmp.put(msg.p, msg.len) && tmp.put("\r\n", 2)) payload = tmp.take();
@@ -735,7 +753,7 @@ bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
         for (unsigned j = 0; j < n_cores_; ++j) {
             if (!interested[j]) continue;
             rte_mbuf* m = bus_msg(BusType::publish, k, 0, channel, kNoToken, 0);
-            rte_mbuf* ref = m ? rte_pktmbuf_clone(payload, small_) : nullptr;
+            rte_mbuf* ref = m ? rte_pktmbuf_clone(payload, clones_) : nullptr;
             if (!ref) {
                 if (m) rte_pktmbuf_free(m);
                 ctr_.bus_no_mbuf++;
@@ -785,7 +803,7 @@ bool Broker::deliver_frame(Client& sub, std::string_view kind, const std::string
              (!pattern || sub.out.bulk(*pattern)) && sub.out.bulk(channel) &&
              sub.out.put(len, uint32_t(ln));
     }
-    rte_mbuf* ref = ok ? rte_pktmbuf_clone(payload, small_) : nullptr;
+    rte_mbuf* ref = ok ? rte_pktmbuf_clone(payload, clones_) : nullptr;
     if (!ref) return false;
     sub.out.put_chain(ref);
     ctr_.delivered++;

@@ -164,8 +164,13 @@ class Broker {
     unsigned n_cores_ = 1;
     int rc_ = 0;
     uint64_t hz_ = 0, now_ = 0;
-    rte_mempool* small_ = nullptr;  // headers, indirect clones, bus messages
-    rte_mempool* pool_ = nullptr;   // replies
+    rte_mempool* small_ = nullptr;  // bus messages (TCP's small pool)
+    rte_mempool* pool_ = nullptr;   // long bus messages, copied payloads
+    // The fan-out's own pools, per core: clones (indirect mbufs, no data room: 128-byte
+    // objects) and output (replies and frame headers: 256 bytes of room). Small objects keep
+    // the mbufs in flight to many subscribers within the caches.
+    rte_mempool* clones_ = nullptr;
+    rte_mempool* out_ = nullptr;
     Topics topics_;
     std::vector<std::unique_ptr<Client>> clients_;  // by SubId
     std::vector<SubId> free_;
