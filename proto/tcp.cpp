@@ -2103,24 +2103,8 @@ bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, ui
     // segment. The send queue still holds the payload by reference until it is
     // acknowledged; a retransmission copies the same few bytes again.
     const bool inline_copy = len && len <= kInlinePayload;
-    if (len && !inline_copy && sq_pieces(c, seq, len, kMaxGather + 1) > kMaxGather) {
-        // Too many pieces to gather: one copy (sq_copy), the queue still holds them.
-        payload = rte_pktmbuf_alloc(pool_);
-        if (payload && rte_pktmbuf_tailroom(payload) >= len) {
-            sq_copy(c, seq, len, rte_pktmbuf_append(payload, uint16_t(len)));
-        } else if (payload) {
-            rte_pktmbuf_free(payload);
-            payload = sq_clone(c, seq, len);
-        }
-        if (!payload) {
-            rte_pktmbuf_free(h);
-            ctr_.no_mbuf++;
-            want_flush(c);
-            return false;
-        }
-        ctr_.gather_copies++;
-    } else if (len && !inline_copy) {
-        payload = sq_clone(c, seq, len);
+    if (len && !inline_copy) {
+        payload = sq_payload(c, seq, len);
         if (!payload) {
             rte_pktmbuf_free(h);
             ctr_.no_mbuf++;
@@ -2230,6 +2214,20 @@ rte_mbuf* Tcp::sq_seek(TcpConn* c, uint32_t seq, uint32_t& seg_seq) {
         seg = seg->next;
     }
     return seg;
+}
+
+// The payload of a segment: indirect mbufs over the send queue, or, when the range spans more
+// pieces than a NIC gathers (kMaxGather), one copy of it (the queue still holds the pieces).
+rte_mbuf* Tcp::sq_payload(TcpConn* c, uint32_t seq, uint32_t len) {
+    if (sq_pieces(c, seq, len, kMaxGather + 1) <= kMaxGather) return sq_clone(c, seq, len);
+    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    if (m && rte_pktmbuf_tailroom(m) >= len) {
+        sq_copy(c, seq, len, rte_pktmbuf_append(m, uint16_t(len)));
+        ctr_.gather_copies++;
+        return m;
+    }
+    if (m) rte_pktmbuf_free(m);
+    return sq_clone(c, seq, len);
 }
 
 // How many send-queue mbufs [seq, seq + len) spans, counting up to `max`.

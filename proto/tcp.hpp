@@ -427,6 +427,7 @@ class Tcp {
     // frames, pipelined replies). Such a segment is copied into one mbuf instead.
     static constexpr uint32_t kMaxGather = 7;
     uint32_t sq_pieces(TcpConn* c, uint32_t seq, uint32_t len, uint32_t max);
+    rte_mbuf* sq_payload(TcpConn* c, uint32_t seq, uint32_t len);
 
     // Timers.
     uint32_t backed_off_rto(const TcpConn* c) const;
