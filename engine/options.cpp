@@ -1,6 +1,7 @@
 #include "engine/options.hpp"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -101,7 +102,9 @@ static std::string usage(const char* app, const std::vector<AppOption>& app_opti
         "                      start (benchmarks on a loopback port: net_ring0)\n";
     for (const AppOption& o : app_options) {
         std::string left = std::string("  --") + o.name + (o.takes_value ? " VALUE" : "");
-        if (left.size() < 22) left.resize(22, ' ');
+        // A long option takes a line of its own, its text on the next, aligned.
+        left = left.size() < 22 ? left.append(22 - left.size(), ' ')
+                                : left + "\n" + std::string(22, ' ');
         u += left + o.help + "\n";
     }
     u += "  --help              this text\n"
@@ -220,6 +223,18 @@ ParseResult parse_options(int argc, const char* const* argv, const char* app_nam
             return fail("--gateway " + format_ipv4(out.gateway) + " is not on-link for --ip");
     }
     return r;
+}
+
+int parse_exit_code(const ParseResult& r) {
+    if (r.status == ParseStatus::help) {
+        printf("%s", r.message.c_str());
+        return 0;
+    }
+    if (r.status == ParseStatus::error) {
+        fprintf(stderr, "%s\n", r.message.c_str());
+        return 2;
+    }
+    return -1;
 }
 
 }  // namespace sluice::engine

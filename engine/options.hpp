@@ -56,6 +56,10 @@ struct ParseResult {
 ParseResult parse_options(int argc, const char* const* argv, const char* app_name,
                           const std::vector<AppOption>& app_options, Options& out);
 
+// What a main does with the result: -1 to go on; else prints the usage (--help, exit 0) or
+// the error (exit 2) and returns the exit code.
+int parse_exit_code(const ParseResult& r);
+
 // Helpers, exposed for tests and apps.
 bool parse_ipv4(const std::string& s, rte_be32_t& out);
 bool parse_cidr(const std::string& s, rte_be32_t& ip, uint8_t& prefix);

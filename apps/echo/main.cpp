@@ -126,14 +126,7 @@ int main(int argc, char** argv) {
     };
     engine::Options opt;
     const engine::ParseResult r = engine::parse_options(argc, argv, "sluice-echo", app_opts, opt);
-    if (r.status == engine::ParseStatus::help) {
-        printf("%s", r.message.c_str());
-        return 0;
-    }
-    if (r.status == engine::ParseStatus::error) {
-        fprintf(stderr, "%s\n", r.message.c_str());
-        return 2;
-    }
+    if (const int rc = engine::parse_exit_code(r); rc >= 0) return rc;
     if (cfg.zero_copy && !bulk) {
         fprintf(stderr, "sluice-echo: --zero-copy goes with --bulk\n");
         return 2;

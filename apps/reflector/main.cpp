@@ -25,14 +25,7 @@ int main(int argc, char** argv) {
     engine::Options opt;
     const engine::ParseResult r =
         engine::parse_options(argc, argv, "sluice-reflector", app_opts, opt);
-    if (r.status == engine::ParseStatus::help) {
-        printf("%s", r.message.c_str());
-        return 0;
-    }
-    if (r.status == engine::ParseStatus::error) {
-        fprintf(stderr, "%s\n", r.message.c_str());
-        return 2;
-    }
+    if (const int rc = engine::parse_exit_code(r); rc >= 0) return rc;
     if (!ports_given) ports->set();
     apps::Reflector::Config cfg{ports};
     return engine::Runtime<apps::Reflector>::run("sluice-reflector", opt, cfg);
