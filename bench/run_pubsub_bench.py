@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Pub/sub benchmark: sluice-broker on Sluice's TCP against redis-server on Linux TCP, on the
-same two cores.
+same two cores (Sluice over net_memif, two processes, and over the in-memory wire, one).
 
     python3 bench/run_pubsub_bench.py --only redis --duration 2 --runs 1   # Redis anchor only
     sudo bench/run_pubsub_bench.py                  # everything: 5 s runs, 3 of each
@@ -26,16 +26,20 @@ Systems (--only picks some; default all):
                linux-pubsub-load (Linux sockets, epoll, one thread) on CPU 0, in two modes:
                sleeping in epoll_wait ("redis") and busy-polling with --spin ("redis-spin").
                The better of the two delivered/s medians is the anchor.
-  sluice       sluice-broker (CPU 1) and sluice-pubsub-load (CPU 0), two processes over
-               net_memif (socket /run/sluice-bench-ps.sock), 198.18.0.1 -> 198.18.0.2:6379.
+  sluice       ("memif") sluice-broker (CPU 1) and sluice-pubsub-load (CPU 0), two processes
+               over net_memif (socket /run/sluice-bench-ps.sock), 198.18.0.1 -> 198.18.0.2:6379.
+  wire         sluice-pubsub-wire-bench: sluice-broker's Broker app (lcore 1) and the generator's
+               app (lcore 0) in ONE process over the in-memory wire (pmd::Wire), EAL lcores 0,1
+               (--no-huge, file prefix slpw): Sluice without the memif transport.
 Server on CPU 1, generator on CPU 0 everywhere; the runner pins itself to CPU 0 and mostly
 sleeps.
 
-Runs alternate (for each workload: redis, redis-spin, sluice, then again, --runs times); each run
-is a fresh server and generator. Reported: median (min-max) over the runs that worked; ratio =
-median Sluice delivered/s / median of the better Redis mode; p99 = median of the runs' p99.
-Target (the issue): Sluice >= 10x Redis's delivered/s with a lower p99 than Redis's (the lower
-of the two modes' p99 medians).
+Runs alternate (for each workload: redis, redis-spin, sluice, wire, then again, --runs times);
+each run is a fresh server and generator. Reported: median (min-max) over the runs that worked;
+ratio = median Sluice delivered/s / median of the better Redis mode, for sluice (memif) and
+wire each; p99 = median of the runs' p99. Target (the issue): Sluice >= 10x Redis's
+delivered/s with a lower p99 than Redis's (the lower of the two modes' p99 medians), judged for
+each Sluice system.
 
 Process handling, CPU accounting and noise control are bench/run_tcp_bench.py's (imported):
 every process in its own session with a deadline (server ready: 10 s Redis, 60 s Sluice;
@@ -44,7 +48,8 @@ bounds), stopped with SIGINT, then SIGKILL after 10 s; the CPU time of the serve
 generator over the generator's lifetime is recorded; a run during which other processes used
 more than --max-foreign cores (0.15) of the two CPUs is redone up to --retries (2) times, then
 kept and flagged '*'. /run/sluice-bench-ps.sock and /var/run/dpdk/{slps,slpc} are removed
-before and after each Sluice run, also on failure and Ctrl-C. A missing binary (sluice-broker
+before and after each memif run (/var/run/dpdk/slpw before and after each wire run), also on
+failure and Ctrl-C. A missing binary (sluice-broker
 while it is being written) or a failing run is recorded with the reason and its log's tail,
 and the runner goes on.
 
@@ -79,11 +84,13 @@ from run_tcp_bench import (Proc, RunError, cleanup_prefix, cpu_model, cpu_ticks,
 MEMIF_SOCK = "/run/sluice-bench-ps.sock"
 PREFIXES = {"server": "slps", "client": "slpc"}
 SERVER_IP, CLIENT_IP, BROKER_PORT = "198.18.0.2", "198.18.0.1", 6379
-ALL_SYSTEMS = ("redis", "redis-spin", "sluice")
+WIRE_PREFIX = "slpw"
+ALL_SYSTEMS = ("redis", "redis-spin", "sluice", "wire")
 REDIS_SYSTEMS = ("redis", "redis-spin")
-READY_TIMEOUT = {"redis": 10.0, "sluice": 60.0}
+SLUICE_SYSTEMS = ("sluice", "wire")  # sluice: over net_memif; wire: one process, pmd::Wire
+READY_TIMEOUT = {"redis": 10.0, "sluice": 60.0}  # wire: no server process
 # The generator's own bounds: 30 s to connect and subscribe, 10 s to drain (pubsub_load.hpp).
-CLIENT_SLACK = {"redis": 60.0, "sluice": 100.0}
+CLIENT_SLACK = {"redis": 60.0, "sluice": 100.0, "wire": 100.0}
 REDIS_READY = r"Ready to accept connections"
 SLUICE_READY = r"ready"
 
@@ -94,7 +101,7 @@ FIELDS = ("subs", "size", "published", "delivered", "seconds", "delivered_per_s"
 
 
 def kind_of(system):
-    return "sluice" if system == "sluice" else "redis"
+    return system if system in SLUICE_SYSTEMS else "redis"
 
 
 def workloads(a):
@@ -118,6 +125,7 @@ class Plan:
         self.linux_bin = os.path.join(a.build, "bench", "pubsub", "linux-pubsub-load")
         self.sluice_bin = os.path.join(a.build, "bench", "pubsub", "sluice-pubsub-load")
         self.broker_bin = os.path.join(a.build, "apps", "broker", "sluice-broker")
+        self.wire_bin = os.path.join(a.build, "bench", "pubsub", "sluice-pubsub-wire-bench")
 
     def load_args(self, w):
         """The workload part of the generator's command line (the same for both)."""
@@ -145,9 +153,18 @@ class Plan:
             ["--quiet", "--", "-l", str(self.client_cpu), "--file-prefix", PREFIXES["client"]]
         return {"server": server, "client": client}
 
+    def wire(self, w):
+        """One process: the broker on the second lcore, the generator on the first."""
+        client = [self.wire_bin] + self.load_args(w) + [
+            "--", "-l", f"{self.client_cpu},{self.server_cpu}", "--no-huge", "-m", "1024",
+            "--no-pci", "--file-prefix", WIRE_PREFIX]
+        return {"client": client}
+
     def commands(self, system, w, port="PORT"):
         if system == "sluice":
             return self.sluice(w)
+        if system == "wire":
+            return self.wire(w)
         return self.redis(w, system == "redis-spin", port)
 
 
@@ -158,7 +175,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def sluice_cleanup():
+def sluice_cleanup(system="sluice"):
+    if system == "wire":
+        cleanup_prefix(WIRE_PREFIX)
+        return
     try:
         os.unlink(MEMIF_SOCK)
     except FileNotFoundError:
@@ -244,15 +264,16 @@ def run_once(plan, system, w, run_index, workdir):
             if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
                 raise RunError(f"not built: {os.path.relpath(exe, ROOT)}"
                                if exe.startswith(ROOT) else f"not found: {exe}")
-        if kind == "sluice":
+        if kind in SLUICE_SYSTEMS:
             if os.geteuid() != 0:
                 raise RunError("Sluice runs need root (DPDK)")
-            sluice_cleanup()
-        server, cmds = start_server(plan, system, w, workdir, tag)
-        rec["commands"] = {k: shlex.join(v) for k, v in cmds.items()}
-        rec["server_ready_s"] = round(time.monotonic() - server.started, 3)
+            sluice_cleanup(system)
+        if "server" in cmds:
+            server, cmds = start_server(plan, system, w, workdir, tag)
+            rec["commands"] = {k: shlex.join(v) for k, v in cmds.items()}
+            rec["server_ready_s"] = round(time.monotonic() - server.started, 3)
         client = Proc(f"{system} generator", cmds["client"], workdir, tag + "-client", plan.cpus)
-        srv_cpu0 = proc_cpu_seconds(server.p.pid)
+        srv_cpu0 = proc_cpu_seconds(server.p.pid) if server else None
         ticks0 = cpu_ticks(plan.bench_cpus)
         client.start()
         slack = CLIENT_SLACK[kind]
@@ -261,25 +282,26 @@ def run_once(plan, system, w, run_index, workdir):
             raise RunError(f"generator did not finish within --duration + {slack:.0f} s:\n"
                            + indent(client.tail()))
         client_wall = time.monotonic() - client.started
-        srv_cpu1 = proc_cpu_seconds(server.p.pid)
+        srv_cpu1 = proc_cpu_seconds(server.p.pid) if server else None
         ticks1 = cpu_ticks(plan.bench_cpus)
         rec["client_rc"] = client.p.returncode
         rec["client_wall_s"] = round(client_wall, 3)
         cpu = {}
         if client.rusage is not None and client_wall > 0:
-            cpu["client"] = round((client.rusage.ru_utime + client.rusage.ru_stime)
-                                  / client_wall, 3)
+            # wire: the one process, broker and generator (two lcores) together.
+            cpu["process" if server is None else "client"] = round(
+                (client.rusage.ru_utime + client.rusage.ru_stime) / client_wall, 3)
         if srv_cpu0 is not None and srv_cpu1 is not None and client_wall > 0:
             cpu["server"] = round((srv_cpu1 - srv_cpu0) / client_wall, 3)
         rec["cpu_cores"] = cpu
         # Noise: CPU time on our two CPUs taken by anything but the server and the generator.
-        if client_wall > 0 and ticks0 and set(ticks0) == set(ticks1) and len(cpu) == 2:
+        if client_wall > 0 and ticks0 and set(ticks0) == set(ticks1) and len(cpu) == len(cmds):
             busy = sum(ticks1[c][0] - ticks0[c][0] for c in ticks0) / client_wall
             steal = sum(ticks1[c][1] - ticks0[c][1] for c in ticks0) / client_wall
             rec["foreign_cores"] = round(max(0.0, busy - sum(cpu.values())), 3)
             rec["steal_cores"] = round(steal, 3)
             rec["noisy"] = rec["foreign_cores"] > a.max_foreign
-        server_died = not server.alive()
+        server_died = server is not None and not server.alive()
         parsed = None
         try:
             parsed = parse_client(client.stdout(), client.stderr(), w)
@@ -322,8 +344,8 @@ def run_once(plan, system, w, run_index, workdir):
             rec["server_tail"] = server.tail(6)
         if client is not None:
             rec["client_tail"] = client.tail(6)
-        if kind == "sluice" and os.geteuid() == 0:
-            sluice_cleanup()
+        if kind in SLUICE_SYSTEMS and os.geteuid() == 0:
+            sluice_cleanup(system)
         rec["elapsed_s"] = round(time.monotonic() - t_start, 2)
     return rec
 
@@ -346,7 +368,7 @@ def summarize(runs):
         errs = [r.get("error", "") for r in runs]
         s["error"] = errs[0].splitlines()[0] if errs and errs[0] else "no run"
     cpus = [r["cpu_cores"] for r in ok if r.get("cpu_cores")]
-    for role in ("server", "client"):
+    for role in ("server", "client", "process"):
         v = [c[role] for c in cpus if role in c]
         if v:
             s[f"cpu_{role}"] = round(statistics.median(v), 3)
@@ -363,15 +385,18 @@ def comparisons(results, wls, systems):
         if redis:
             row["redis_best"], row["redis_best_mode"] = max(redis)
             row["redis_p99_us"] = min(per[s]["p99_us"]["median"] for _, s in redis)
-        sl = per.get("sluice", {})
-        if "median" in sl:
-            row["sluice_p99_us"] = sl["p99_us"]["median"]
-            if row.get("redis_best"):
-                row["ratio"] = sl["median"] / row["redis_best"]
-                row["p99_lower"] = row["sluice_p99_us"] < row["redis_p99_us"]
         row["target"] = ">= 10x Redis delivered/s, lower p99"
-        row["target_met"] = (row["ratio"] >= 10.0 and row["p99_lower"]) if "ratio" in row \
-            else None
+        # sluice (memif): ratio, sluice_p99_us, p99_lower, target_met (the first keys, kept);
+        # wire: wire_ratio, wire_p99_us, wire_p99_lower, wire_target_met.
+        for s, pre in (("sluice", ""), ("wire", "wire_")):
+            sl = per.get(s, {})
+            if "median" in sl:
+                row[f"{s}_p99_us"] = sl["p99_us"]["median"]
+                if row.get("redis_best"):
+                    row[pre + "ratio"] = sl["median"] / row["redis_best"]
+                    row[pre + "p99_lower"] = row[f"{s}_p99_us"] < row["redis_p99_us"]
+            row[pre + "target_met"] = (row[pre + "ratio"] >= 10.0 and row[pre + "p99_lower"]) \
+                if pre + "ratio" in row else None
         rows.append(row)
     return rows
 
@@ -418,17 +443,22 @@ def table_rows(rows, systems):
                 tag = " (epoll)" if s == "redis" else " (spin)"
                 red.append(cell(per.get(s)) + tag)
                 red_lat.append(lat(per.get(s)))
-        sl = cell(per.get("sluice")) if "sluice" in systems else "not run"
-        if "ratio" in r:
-            sl += f" = {r['ratio']:.2f}x"
-        met = {True: "met", False: "not met", None: "-"}[r["target_met"]]
+        sl, mets = [], []
+        for s, pre in (("sluice", ""), ("wire", "wire_")):
+            c = cell(per.get(s)) if s in systems else "not run"
+            if pre + "ratio" in r:
+                c += f" = {r[pre + 'ratio']:.2f}x"
+            sl += [c, lat(per.get(s)) if s in systems else "-"]
+            mets.append({True: "met", False: "not met", None: "-"}[r[pre + "target_met"]])
         out.append([r["description"], " / ".join(red) or "not run", " ; ".join(red_lat) or "-",
-                    sl, lat(per.get("sluice")) if "sluice" in systems else "-", met])
+                    *sl, " / ".join(mets)])
     return out
 
 
-HEAD = ["workload", "Redis delivered/s", "Redis p50 / p99 us", "Sluice delivered/s (x Redis)",
-        "Sluice p50 / p99 us", ">= 10x, lower p99"]
+HEAD = ["workload", "Redis delivered/s", "Redis p50 / p99 us",
+        "Sluice memif delivered/s (x Redis)", "memif p50 / p99 us",
+        "Sluice wire delivered/s (x Redis)", "wire p50 / p99 us",
+        ">= 10x, lower p99 (memif / wire)"]
 
 
 def render_markdown(rows, systems):
@@ -463,8 +493,9 @@ def int_list(text, what, lo, hi, ap):
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(
-        description="Pub/sub benchmark: sluice-broker (Sluice TCP over memif) vs redis-server "
-                    "(Linux TCP over loopback); see the module docstring and "
+        description="Pub/sub benchmark: sluice-broker (Sluice TCP over memif, and over the "
+                    "in-memory wire in one process) vs redis-server (Linux TCP over loopback); "
+                    "see the module docstring and "
                     "bench/PUBSUB_PERF.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="the build directory (default build)")
@@ -472,8 +503,8 @@ def parse_args(argv):
     ap.add_argument("--runs", type=int, default=3,
                     help="runs of each system, alternating; the median is reported (default 3)")
     ap.add_argument("--only", default=None,
-                    help="comma list of redis, sluice (default both); redis means both "
-                         "generator modes unless --redis-modes says otherwise")
+                    help="comma list of redis, sluice (or memif), wire (default all); redis "
+                         "means both generator modes unless --redis-modes says otherwise")
     ap.add_argument("--redis-modes", default="epoll,spin",
                     help="linux-pubsub-load's modes against Redis: epoll (sleep in epoll_wait), "
                          "spin (--spin, busy-poll); default both")
@@ -509,16 +540,18 @@ def parse_args(argv):
     if not os.path.isabs(a.build):
         a.build = os.path.abspath(a.build if os.path.isdir(a.build)
                                   else os.path.join(ROOT, a.build))
-    only = set(x.strip() for x in (a.only or "redis,sluice").split(",") if x.strip())
-    if not only or only - {"redis", "sluice"}:
-        ap.error(f"--only: redis, sluice (got {a.only})")
+    only = set(x.strip() for x in (a.only or "redis,sluice,wire").split(",") if x.strip())
+    if not only or only - {"redis", "sluice", "memif", "wire"}:
+        ap.error(f"--only: redis, sluice (memif), wire (got {a.only})")
+    if "memif" in only:
+        only = (only - {"memif"}) | {"sluice"}
     modes = set(x.strip() for x in a.redis_modes.split(",") if x.strip())
     if not modes or modes - {"epoll", "spin"}:
         ap.error("--redis-modes: epoll, spin")
     a.systems = [s for s in ALL_SYSTEMS
                  if (s == "redis" and "redis" in only and "epoll" in modes)
                  or (s == "redis-spin" and "redis" in only and "spin" in modes)
-                 or (s == "sluice" and "sluice" in only)]
+                 or (s in SLUICE_SYSTEMS and s in only)]
     if a.redis_server is None:
         a.redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
     a.redis_server = os.path.abspath(a.redis_server)
@@ -591,8 +624,10 @@ def run_all(a, plan, wls, cpus, workdir):
                         rec["attempt"] = attempt
                         if rec["ok"]:
                             cpu = rec.get("cpu_cores", {})
-                            log(f"    {rec['line']}   (cpu: server {cpu.get('server', '-')}, "
-                                f"generator {cpu.get('client', '-')}, others "
+                            who = (f"process {cpu.get('process', '-')}" if s == "wire" else
+                                   f"server {cpu.get('server', '-')}, "
+                                   f"generator {cpu.get('client', '-')}")
+                            log(f"    {rec['line']}   (cpu: {who}, others "
                                 f"{rec.get('foreign_cores', '?')} cores)")
                         else:
                             log("    FAILED: " + rec["error"].replace("\n", "\n    "))
@@ -609,8 +644,10 @@ def run_all(a, plan, wls, cpus, workdir):
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         Proc.stop_all()
-        if "sluice" in a.systems and os.geteuid() == 0:
-            sluice_cleanup()
+        if os.geteuid() == 0:
+            for s in SLUICE_SYSTEMS:
+                if s in a.systems:
+                    sluice_cleanup(s)
         os.sched_setaffinity(0, set(cpus))
         for sig, h in old.items():
             signal.signal(sig, h)
@@ -627,10 +664,12 @@ def run_all(a, plan, wls, cpus, workdir):
         "duration_s": a.duration, "runs": a.runs, "systems": a.systems,
         "window": a.window, "lag": a.lag or a.window,
         "value": "delivered_per_s: deliveries to subscribers within the window, per second",
-        "ratio": "median Sluice delivered/s / median of the better Redis mode (epoll or spin)",
+        "ratio": "median Sluice delivered/s / median of the better Redis mode (epoll or spin): "
+                 "ratio for sluice (memif), wire_ratio for wire (one process, pmd::Wire)",
         "p99": "median over the runs of each run's p99 publish-to-delivery latency; Sluice's "
                "is compared with the lower of the Redis modes'",
-        "cpu_cores": "CPU time / wall time over the generator's lifetime, per process",
+        "cpu_cores": "CPU time / wall time over the generator's lifetime, per process (wire: "
+                     "'process', broker and generator together)",
         "foreign_cores": "busy time of the two CPUs (/proc/stat) minus server and generator, "
                          "per second; > max_foreign: noisy (redone, then kept, flagged *)",
         "max_foreign": a.max_foreign, "retries": a.retries,
