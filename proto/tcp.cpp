@@ -2219,7 +2219,11 @@ rte_mbuf* Tcp::sq_seek(TcpConn* c, uint32_t seq, uint32_t& seg_seq) {
 // The payload of a segment: indirect mbufs over the send queue, or, when the range spans more
 // pieces than a NIC gathers (kMaxGather), one copy of it (the queue still holds the pieces).
 rte_mbuf* Tcp::sq_payload(TcpConn* c, uint32_t seq, uint32_t len) {
-    if (sq_pieces(c, seq, len, kMaxGather + 1) <= kMaxGather) return sq_clone(c, seq, len);
+    // Pieces averaging below kMinGatherPiece bytes are copied too: an indirect mbuf (an
+    // allocation, an atomic, a free on the ACK) costs more than copying that many bytes.
+    const uint32_t pieces = sq_pieces(c, seq, len, kMaxGather + 1);
+    if (pieces <= kMaxGather && (pieces == 1 || len >= pieces * kMinGatherPiece))
+        return sq_clone(c, seq, len);
     rte_mbuf* m = rte_pktmbuf_alloc(pool_);
     if (m && rte_pktmbuf_tailroom(m) >= len) {
         sq_copy(c, seq, len, rte_pktmbuf_append(m, uint16_t(len)));

@@ -426,6 +426,7 @@ class Tcp {
     // at most one MSS costs less than an indirect mbuf each (many small app writes: pub/sub
     // frames, pipelined replies). Such a segment is copied into one mbuf instead.
     static constexpr uint32_t kMaxGather = 7;
+    static constexpr uint32_t kMinGatherPiece = 256;  // average bytes per gathered piece
     uint32_t sq_pieces(TcpConn* c, uint32_t seq, uint32_t len, uint32_t max);
     rte_mbuf* sq_payload(TcpConn* c, uint32_t seq, uint32_t len);
 
