@@ -145,8 +145,9 @@ class Plan:
 
     def sluice(self, w):
         dev = "net_memif0,role={},socket=" + MEMIF_SOCK + ",id=0"
+        copy = ["--copy-below", str(self.a.copy_below)] if self.a.copy_below else []
         server = [self.broker_bin, "--port", dev.format("server"), "--ip", f"{SERVER_IP}/24",
-                  "--quiet", "--", "-l", str(self.server_cpu), "--file-prefix",
+                  "--quiet"] + copy + ["--", "-l", str(self.server_cpu), "--file-prefix",
                   PREFIXES["server"]]
         client = [self.sluice_bin, "--port", dev.format("client"), "--ip", f"{CLIENT_IP}/24",
                   "--connect", f"{SERVER_IP}:{BROKER_PORT}"] + self.load_args(w) + \
@@ -155,7 +156,8 @@ class Plan:
 
     def wire(self, w):
         """One process: the broker on the second lcore, the generator on the first."""
-        client = [self.wire_bin] + self.load_args(w) + [
+        copy = ["--copy-below", str(self.a.copy_below)] if self.a.copy_below else []
+        client = [self.wire_bin] + self.load_args(w) + copy + [
             "--", "-l", f"{self.client_cpu},{self.server_cpu}", "--no-huge", "-m", "1024",
             "--no-pci", "--file-prefix", WIRE_PREFIX]
         return {"client": client}
@@ -518,6 +520,9 @@ def parse_args(argv):
                          "the window)")
     ap.add_argument("--redis-server", default=None,
                     help="the redis-server binary (default: redis-server on PATH)")
+    ap.add_argument("--copy-below", type=int, default=0,
+                    help="sluice-broker's --copy-below: payloads shorter than this are copied "
+                         "into each frame instead of shared by reference (default 0: never)")
     ap.add_argument("--json", default=os.path.join(HERE, "pubsub_results.json"),
                     help="results file (default bench/pubsub_results.json)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")

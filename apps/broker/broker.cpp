@@ -803,9 +803,16 @@ bool Broker::deliver_frame(Client& sub, std::string_view kind, const std::string
              (!pattern || sub.out.bulk(*pattern)) && sub.out.bulk(channel) &&
              sub.out.put(len, uint32_t(ln));
     }
-    rte_mbuf* ref = ok ? rte_pktmbuf_clone(payload, clones_) : nullptr;
-    if (!ref) return false;
-    sub.out.put_chain(ref);
+    if (ok && payload_len < cfg_.copy_below && payload->nb_segs == 1) {
+        // --copy-below: a payload this small is copied behind its header (frames packed
+        // several to an mbuf) instead of referenced; off by default (the design's zero copy).
+        ok = sub.out.put(rte_pktmbuf_mtod(payload, const char*), payload_len + 2);
+        if (!ok) return false;
+    } else {
+        rte_mbuf* ref = ok ? rte_pktmbuf_clone(payload, clones_) : nullptr;
+        if (!ref) return false;
+        sub.out.put_chain(ref);
+    }
     ctr_.delivered++;
     mark_dirty(sub);
     check_limits(sub, now_);
@@ -1364,41 +1371,51 @@ void Broker::bus_poll(Tcp& tcp) {
             q.erase(q.begin(), q.begin() + sent);
         }
         rte_ring* r = cfg_.bus->ring[j][worker_].load(std::memory_order_acquire);
-        void* msgs[kBusBurst];
-        const unsigned n = rte_ring_sc_dequeue_burst(r, msgs, kBusBurst, nullptr);
-        for (unsigned i = 0; i < n; ++i) {
-            rte_mbuf* m = static_cast<rte_mbuf*>(msgs[i]);
-            BusMsg h;
-            memcpy(&h, rte_pktmbuf_mtod(m, const char*), sizeof h);
-            const std::string_view name(rte_pktmbuf_mtod_offset(m, const char*, sizeof h),
-                                        h.name_len);
-            switch (h.type) {
-                case BusType::publish:
-                    ctr_.remote_in++;
-                    deliver_local(Kind(h.kind), name, m->next, h.payload_len);
-                    break;
-                case BusType::directory:
-                    topics_.remote_update(h.src, Kind(h.kind), name, h.delta);
-                    if (h.token != kNoToken) {
-                        rte_mbuf* ack = bus_msg(BusType::ack, Kind(h.kind), 0, {}, h.token, h.gen);
-                        if (ack) {
-                            bus_send(h.src, ack);
-                        } else {  // the client waits for it: built again on the next poll
-                            ctr_.bus_no_mbuf++;
-                            owed_acks_.push_back(h);
+        // All the ring holds now, not one burst: what this core received before this poll
+        // (dispatched after it) must not overtake what the other core queued before it
+        // answered an earlier request (a PUBLISH counted a subscriber, then the subscriber's
+        // UNSUBSCRIBE: the message comes first, as in Redis).
+        for (unsigned left = rte_ring_count(r); left;) {
+            void* msgs[kBusBurst];
+            const unsigned n =
+                rte_ring_sc_dequeue_burst(r, msgs, std::min(left, kBusBurst), nullptr);
+            if (n == 0) break;
+            left -= n;
+            for (unsigned i = 0; i < n; ++i) {
+                rte_mbuf* m = static_cast<rte_mbuf*>(msgs[i]);
+                BusMsg h;
+                memcpy(&h, rte_pktmbuf_mtod(m, const char*), sizeof h);
+                const std::string_view name(rte_pktmbuf_mtod_offset(m, const char*, sizeof h),
+                                            h.name_len);
+                switch (h.type) {
+                    case BusType::publish:
+                        ctr_.remote_in++;
+                        deliver_local(Kind(h.kind), name, m->next, h.payload_len);
+                        break;
+                    case BusType::directory:
+                        topics_.remote_update(h.src, Kind(h.kind), name, h.delta);
+                        if (h.token != kNoToken) {
+                            rte_mbuf* ack =
+                                bus_msg(BusType::ack, Kind(h.kind), 0, {}, h.token, h.gen);
+                            if (ack) {
+                                bus_send(h.src, ack);
+                            } else {  // the client waits for it: built again on the next poll
+                                ctr_.bus_no_mbuf++;
+                                owed_acks_.push_back(h);
+                            }
                         }
-                    }
-                    break;
-                case BusType::ack:
-                    if (h.token < clients_.size()) {
-                        Client& cl = *clients_[h.token];
-                        if (cl.live && cl.gen == h.gen && cl.pending_acks) {
-                            if (--cl.pending_acks == 0) mark_dirty(cl);
+                        break;
+                    case BusType::ack:
+                        if (h.token < clients_.size()) {
+                            Client& cl = *clients_[h.token];
+                            if (cl.live && cl.gen == h.gen && cl.pending_acks) {
+                                if (--cl.pending_acks == 0) mark_dirty(cl);
+                            }
                         }
-                    }
-                    break;
+                        break;
+                }
+                rte_pktmbuf_free(m);
             }
-            rte_pktmbuf_free(m);
         }
     }
 }

@@ -57,6 +57,9 @@ class Broker {
         uint64_t out_soft = 8ull << 20;
         uint32_t out_soft_s = 60;
         RequestParser::Limits limits;
+        // Payloads shorter than this are copied into each subscriber's frame instead of
+        // referenced (0: never; every payload is shared by reference, the design's default).
+        uint32_t copy_below = 0;
         proto::TcpConfig tcp;
         std::shared_ptr<Bus> bus;  // shared by the process's workers
     };

@@ -1,5 +1,5 @@
 // sluice-broker --port DEVICE --ip A.B.C.D/N [--listen 6379] [--client-output-limit H[,S,T]]
-//               [--proto-max-bulk-len N] [engine options] [-- EAL options]
+//               [--proto-max-bulk-len N] [--copy-below N] [engine options] [-- EAL options]
 // A Redis-compatible publish/subscribe broker (apps/broker/DESIGN.md): point redis-cli at it.
 #include <cerrno>
 #include <cstdio>
@@ -73,6 +73,18 @@ int main(int argc, char** argv) {
                  return false;
              }
              cfg.limits.max_bulk = x;
+             return true;
+         }},
+        {"copy-below", true,
+         "copy payloads shorter than N bytes into each subscriber's frame instead of sharing "
+         "them by reference (default 0: never)",
+         [&](const std::string& v, std::string& err) {
+             uint64_t x;
+             if (!parse_u64(v, 0, 65536, x)) {
+                 err = "--copy-below: expected 0..65536, got '" + v + "'";
+                 return false;
+             }
+             cfg.copy_below = uint32_t(x);
              return true;
          }},
         {"max-conns", true, "TCP connections per core (default 16384)",

@@ -166,7 +166,8 @@ bool parse_num(const char* v, double lo, double hi, double& out) {
 
 void usage() {
     fprintf(stderr,
-            "usage: %s --subs N --size P --duration S [--window W] [--lag L] [-- EAL options]\n"
+            "usage: %s --subs N --size P --duration S [--window W] [--lag L] [--copy-below N] [-- "
+            "EAL options]\n"
             "  N: 1..%u subscribers (default 1), P: %u..%u payload bytes (default 16),\n"
             "  S: seconds of publishing (default 5), W: PUBLISH commands without their reply\n"
             "  (default 64), L: messages not yet at every subscriber (default: W)\n",
@@ -181,6 +182,7 @@ int main(int argc, char** argv) {
     bench::SluicePubSub::Config gen;
     gen.prog = kProg;
     gen.load.duration_s = 5;
+    uint32_t copy_below = 0;  // the broker's --copy-below (0: every payload by reference)
     std::vector<std::string> eal_args;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -215,6 +217,9 @@ int main(int argc, char** argv) {
         } else if (a == "--lag") {
             ok = parse_num(v, 1, PubSubLoad::kMaxWindow, x) && x == double(uint32_t(x));
             gen.load.lag = uint32_t(x);
+        } else if (a == "--copy-below") {  // the broker's --copy-below
+            ok = parse_num(v, 0, 65536, x) && x == double(uint32_t(x));
+            copy_below = uint32_t(x);
         } else {
             ok = false;
         }
@@ -269,6 +274,7 @@ int main(int argc, char** argv) {
         bcfg.listen_port = 6379;
         bcfg.tcp.max_conns = std::max<uint32_t>(16384, gen.load.subs + 1 + 64);
         bcfg.bus = nullptr;  // one worker: no inter-core bus (bus_attach: single-core)
+        bcfg.copy_below = copy_below;
         gen.dst = sc.ip;
         gen.dst_port = bcfg.listen_port;
 
