@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """sluice-broker against real Redis clients, and the same tests against a real redis-server.
 
-The one test class runs against either target (--target):
+The tests run against either target (--target):
 
   redis    a real `redis-server --port 6379 --bind 198.18.0.2 --save "" --appendonly no
            --protected-mode no` in a namespace of its own, on a veth end holding 198.18.0.2;
@@ -13,7 +13,9 @@ The one test class runs against either target (--target):
   sluice   sluice-broker on net_tap (or af_packet: --mode) through the harness's ReflectorEnv
            at 198.18.0.2:6379, started with `--client-output-limit 4194304,1048576,5`; the
            clients run in its namespace (kernel side 198.18.0.1). At the end it must exit 0 on
-           SIGINT without the engine's "mbufs not back" warning.
+           SIGINT without the engine's "mbufs not back" warning. One worker by default (EAL
+           lcore 1, the harness's); --workers N: N workers (EAL -l 0,..,N-1), connections
+           spread over them by RSS (net_tap's, or the engine's software RSS).
 
 The clients are real ones only: redis-cli (RESP2, and RESP3 with -3), redis-benchmark, and
 Python sockets speaking RESP (created inside the clients' namespace with setns(2), so that the
@@ -35,6 +37,21 @@ test process itself reads every frame and checks it exactly).
   slow consumers  a subscriber that stops reading is disconnected at the hard limit (4 MiB)
                   while another one receives everything; one that lags past the soft limit
                   (1 MiB) for longer than 5 s is disconnected before the hard limit
+  cross-core      (CrossCoreTest, --workers 2 or more; skipped with one) 16+ connections
+                  spread so that every worker owns some (INFO sluice_worker / sluice_workers),
+                  a publisher on each worker: PUBLISH counts a subscriber on any core right
+                  after its SUBSCRIBE confirmation and not after its UNSUBSCRIBE / RESET
+                  answer, disconnected ones stop counting within a bounded time; 20 000
+                  numbered messages (half from each core's publisher) reach 16 subscribers
+                  in order; causal order (a PUBLISH answered before a subscriber's next
+                  command is delivered before that command's reply); PSUBSCRIBE, PUBSUB
+                  CHANNELS / NUMSUB / NUMPAT / SHARDCHANNELS / SHARDNUMSUB answered alike on
+                  every core; payloads up to 300 kB; pipelined subscription churn; clients
+                  that subscribe and vanish at once. Two known deviations (known_gap():
+                  skipped with what was seen, failures with SLUICE_BROKER_STRICT=1): PUBLISH
+                  counts that race a subscription change on another core, and CONFIG SET
+                  client-output-buffer-limit reaching only its own worker. With --target redis
+                  --workers 2 the same tests run against redis-server (the reference).
 
 Between tests every client is closed and the server must forget its subscriptions (PUBSUB
 CHANNELS, NUMPAT and SHARDCHANNELS empty within a bounded wait).
@@ -42,9 +59,11 @@ CHANNELS, NUMPAT and SHARDCHANNELS empty within a bounded wait).
 Run (root; exit 77 = skipped where the environment lacks something):
   python3 tests/integration/test_broker.py --target redis
   python3 tests/integration/test_broker.py --target sluice --broker build/apps/broker/sluice-broker
-    [--mode tap|af_packet] [unittest options, e.g. BrokerTest.test_pipelining]
+    [--mode tap|af_packet] [--workers 2] [unittest options, e.g. BrokerTest.test_pipelining]
 Environment: SLUICE_BROKER (the --broker default), SLUICE_BROKER_MESSAGES (the fan-out test's
-message count, default 100000).
+message count, default 100000), SLUICE_BROKER_XCORE_SUBSCRIBERS / SLUICE_BROKER_XCORE_MESSAGES
+(the cross-core fan-out: 16 subscribers, 20000 messages), SLUICE_BROKER_STRICT=1 (the known
+gaps fail).
 """
 
 import argparse
@@ -66,6 +85,16 @@ PORT = 6379
 # are 32 MiB / 8 MiB / 60 s, too slow for a test.
 HARD_LIMIT, SOFT_LIMIT, SOFT_SECONDS = 4 * 1024 * 1024, 1024 * 1024, 5
 FANOUT_MESSAGES = int(os.environ.get("SLUICE_BROKER_MESSAGES", "100000"))
+# The cross-core tests (--workers 2): subscribers (spread over the workers), messages of the
+# ordered fan-out, rounds of the causal-order test, subscription changes per churning client.
+XCORE_SUBSCRIBERS = int(os.environ.get("SLUICE_BROKER_XCORE_SUBSCRIBERS", "16"))
+XCORE_MESSAGES = int(os.environ.get("SLUICE_BROKER_XCORE_MESSAGES", "20000"))
+XCORE_ROUNDS = 50
+XCORE_CHURN = 100
+XCORE_CHURN_MESSAGES = 5000
+# CrossCoreTest checks two behaviours sluice-broker is known to get wrong with several workers
+# (see known_gap()): they are skipped, with what was seen, unless this is set (then they fail).
+STRICT = os.environ.get("SLUICE_BROKER_STRICT", "") not in ("", "0")
 READ_TIMEOUT = 10.0  # one reply, on a busy 2-core box
 CLEAN_TIMEOUT = 10.0  # the server forgets a closed client's subscriptions within this
 
@@ -78,6 +107,7 @@ class Target:
     kind: str = ""
     broker: str | None = None
     mode: str = "tap"
+    workers: int = 1  # sluice-broker's worker cores (--workers)
 
 
 TARGET = Target()
@@ -404,15 +434,35 @@ class RedisTarget:
         return problems
 
 
+class BrokerEnv(h.ReflectorEnv):
+    """The harness's environment with the broker's EAL lcore list set to `lcores` (one worker
+    per lcore); lcores None keeps the harness's single lcore (eal_args)."""
+
+    def __init__(self, *args, lcores: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lcores = lcores
+
+    def reflector_argv(self) -> list[str]:
+        argv = super().reflector_argv()
+        if self.lcores is not None:
+            eal = argv.index("--")
+            k = argv.index("-l", eal)
+            argv[k + 1] = self.lcores
+        return argv
+
+
 class SluiceTarget:
     """sluice-broker through the harness (ReflectorEnv: namespace, net_tap or af_packet,
-    kernel side 198.18.0.1, broker 198.18.0.2, cleanup)."""
+    kernel side 198.18.0.1, broker 198.18.0.2, cleanup), with TARGET.workers workers (EAL
+    lcores 0..N-1 when N >= 2)."""
 
     forbidden_drops = ("ipv4_frag_too_big",)
 
     def __init__(self):
-        self.env = h.ReflectorEnv(
-            TARGET.mode, TARGET.broker,
+        lcores = (",".join(str(i) for i in range(TARGET.workers)) if TARGET.workers > 1
+                  else None)
+        self.env = BrokerEnv(
+            TARGET.mode, TARGET.broker, lcores=lcores,
             extra_args=("--client-output-limit", f"{HARD_LIMIT},{SOFT_LIMIT},{SOFT_SECONDS}"))
         self.client_env = self.env
 
@@ -492,7 +542,9 @@ NOT_ALLOWED = ("-ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE 
 HELLO_KEYS = {b"server", b"version", b"proto", b"id", b"mode", b"role", b"modules"}
 
 
-class BrokerTest(unittest.TestCase):
+class BrokerCase(unittest.TestCase):
+    """One server (TARGET) per test class, its helpers; every test's clients are closed at its
+    end and the server must then forget their subscriptions."""
     maxDiff = None
     target = None
 
@@ -598,6 +650,73 @@ class BrokerTest(unittest.TestCase):
             with self.subTest(proto=proto):
                 body(proto)
             self.close_all()
+
+    def pump(self, pub: Resp, messages: int, make_cmd, replies: bytes,
+             readers: list, *, window: int, deadline_s: float) -> float:
+        """Sends `messages` PUBLISH commands (make_cmd(i), all of one length) pipelined, at
+        most `window` messages ahead of the slowest reader, while reading everything: the
+        publisher's replies must be `replies` exactly, reader r's stream expected[r] exactly
+        (readers: [(Resp, expected bytes, frame length)]). Returns the seconds it took."""
+        for c in [pub] + [r[0] for r in readers]:
+            self.assertEqual(bytes(c.buf), b"", f"{c.label}: unread bytes before the pump")
+            c.sock.setblocking(False)
+        names = {pub.sock: "publisher"}
+        pos = {pub.sock: 0}
+        expect = {pub.sock: replies}
+        frame = {pub.sock: len(b":0\r\n")}
+        for c, exp, flen in readers:
+            names[c.sock], pos[c.sock], expect[c.sock], frame[c.sock] = c.label, 0, exp, flen
+        sent_msgs, out = 0, b""
+        start = time.monotonic()
+        deadline = start + deadline_s
+        while any(pos[s] < len(expect[s]) for s in pos):
+            now = time.monotonic()
+            if now >= deadline:
+                progress = {names[s]: f"{pos[s] // frame[s]}/{len(expect[s]) // frame[s]}"
+                            for s in pos}
+                self.fail(f"not done within {deadline_s}s: sent {sent_msgs}/{messages}, "
+                          f"messages received {progress}")
+            slowest = min(pos[c.sock] // flen for c, _, flen in readers)
+            limit = min(messages, slowest + window)
+            if not out and sent_msgs < limit:
+                upto = min(limit, sent_msgs + 512)
+                out = b"".join(make_cmd(i) for i in range(sent_msgs, upto))
+                sent_msgs = upto
+            rlist = list(pos)
+            wlist = [pub.sock] if out else []
+            readable, writable, _ = select.select(rlist, wlist, [], min(0.5, deadline - now))
+            if writable:
+                try:
+                    n = pub.sock.send(out)
+                    out = out[n:]
+                except BlockingIOError:
+                    pass
+            for s in readable:
+                try:
+                    data = s.recv(1 << 18)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    self.fail(f"{names[s]}: connection closed after "
+                              f"{pos[s] // frame[s]} messages")
+                p = pos[s]
+                if data != expect[s][p:p + len(data)]:
+                    k = next(i for i in range(len(data))
+                             if p + i >= len(expect[s]) or data[i] != expect[s][p + i])
+                    at = (p + k) // frame[s]
+                    self.fail(f"{names[s]}: stream differs at message {at} (byte {p + k}): "
+                              f"expected {expect[s][at * frame[s]:(at + 1) * frame[s]]!r}, got "
+                              f"{data[max(0, k - 20):k + 60]!r}")
+                pos[s] = p + len(data)
+        for c in [pub] + [r[0] for r in readers]:
+            c.sock.setblocking(True)
+        self.assertEqual(sent_msgs, messages)
+        self.assertEqual(out, b"")
+        return time.monotonic() - start
+
+
+class BrokerTest(BrokerCase):
+    """The protocol and the single-server behaviour (any number of workers)."""
 
     # -- redis-cli ----------------------------------------------------------------------------
 
@@ -1170,69 +1289,6 @@ class BrokerTest(unittest.TestCase):
         self.assertNotRegex(out.lower(), r"error|warning", out)
         print(f"redis-benchmark PUBLISH ({TARGET.kind}): {m.group(1)} requests/s", flush=True)
 
-    def pump(self, pub: Resp, messages: int, make_cmd, replies: bytes,
-             readers: list, *, window: int, deadline_s: float) -> float:
-        """Sends `messages` PUBLISH commands (make_cmd(i), all of one length) pipelined, at
-        most `window` messages ahead of the slowest reader, while reading everything: the
-        publisher's replies must be `replies` exactly, reader r's stream expected[r] exactly
-        (readers: [(Resp, expected bytes, frame length)]). Returns the seconds it took."""
-        for c in [pub] + [r[0] for r in readers]:
-            self.assertEqual(bytes(c.buf), b"", f"{c.label}: unread bytes before the pump")
-            c.sock.setblocking(False)
-        names = {pub.sock: "publisher"}
-        pos = {pub.sock: 0}
-        expect = {pub.sock: replies}
-        frame = {pub.sock: len(b":0\r\n")}
-        for c, exp, flen in readers:
-            names[c.sock], pos[c.sock], expect[c.sock], frame[c.sock] = c.label, 0, exp, flen
-        sent_msgs, out = 0, b""
-        start = time.monotonic()
-        deadline = start + deadline_s
-        while any(pos[s] < len(expect[s]) for s in pos):
-            now = time.monotonic()
-            if now >= deadline:
-                progress = {names[s]: f"{pos[s] // frame[s]}/{len(expect[s]) // frame[s]}"
-                            for s in pos}
-                self.fail(f"not done within {deadline_s}s: sent {sent_msgs}/{messages}, "
-                          f"messages received {progress}")
-            slowest = min(pos[c.sock] // flen for c, _, flen in readers)
-            limit = min(messages, slowest + window)
-            if not out and sent_msgs < limit:
-                upto = min(limit, sent_msgs + 512)
-                out = b"".join(make_cmd(i) for i in range(sent_msgs, upto))
-                sent_msgs = upto
-            rlist = list(pos)
-            wlist = [pub.sock] if out else []
-            readable, writable, _ = select.select(rlist, wlist, [], min(0.5, deadline - now))
-            if writable:
-                try:
-                    n = pub.sock.send(out)
-                    out = out[n:]
-                except BlockingIOError:
-                    pass
-            for s in readable:
-                try:
-                    data = s.recv(1 << 18)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    self.fail(f"{names[s]}: connection closed after "
-                              f"{pos[s] // frame[s]} messages")
-                p = pos[s]
-                if data != expect[s][p:p + len(data)]:
-                    k = next(i for i in range(len(data))
-                             if p + i >= len(expect[s]) or data[i] != expect[s][p + i])
-                    at = (p + k) // frame[s]
-                    self.fail(f"{names[s]}: stream differs at message {at} (byte {p + k}): "
-                              f"expected {expect[s][at * frame[s]:(at + 1) * frame[s]]!r}, got "
-                              f"{data[max(0, k - 20):k + 60]!r}")
-                pos[s] = p + len(data)
-        for c in [pub] + [r[0] for r in readers]:
-            c.sock.setblocking(True)
-        self.assertEqual(sent_msgs, messages)
-        self.assertEqual(out, b"")
-        return time.monotonic() - start
-
     def test_fanout_two_subscribers_ordered(self):
         n = FANOUT_MESSAGES
         chan = "fan.out"
@@ -1416,6 +1472,554 @@ class BrokerTest(unittest.TestCase):
         self.drain_slow(slow, expected, i, flen)
 
 
+def info_fields(reply) -> dict:
+    """INFO's reply (a RESP2 bulk, or RESP3's verbatim string) as {field: value}."""
+    text = reply[4:] if isinstance(reply, Verbatim) else reply
+    fields = {}
+    for line in bytes(text).decode(errors="replace").split("\r\n"):
+        if line and not line.startswith("#") and ":" in line:
+            k, v = line.split(":", 1)
+            fields[k] = v
+    return fields
+
+
+class CrossCoreTest(BrokerCase):
+    """sluice-broker with several workers (--workers N >= 2): connections are spread over the
+    worker cores (RSS), each core holds the subscriptions of the connections it owns, published
+    messages cross cores on the bus, and every core acknowledges a subscription change before
+    the client sees its confirmation. So, as with one Redis:
+
+      - PUBLISH counts a subscriber on any core exactly, right after its (P|S)SUBSCRIBE was
+        confirmed, and no longer right after its (P)UNSUBSCRIBE or RESET was answered; a
+        subscriber that disconnects stops being counted within a bounded time;
+      - PUBSUB CHANNELS / NUMSUB / NUMPAT / SHARDCHANNELS / SHARDNUMSUB, asked on any core,
+        count every core's subscriptions;
+      - every subscriber receives every message of a publisher in publish order, whichever
+        cores they are on; a message whose PUBLISH was answered before a subscriber's next
+        command reaches it before that command's reply.
+
+    Which core owns a connection: INFO's sluice_worker (sluice_workers: how many). The
+    subscribers are opened until every core owns some. Skipped with one worker; with --target
+    redis (and --workers 2) the same tests run against redis-server, the reference, without the
+    INFO checks. Where sluice-broker is known to differ from Redis (PUBLISH counts racing a
+    subscription change on another core; CONFIG SET reaching one worker), known_gap() skips
+    the test with what was seen (SLUICE_BROKER_STRICT=1: fails)."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        if TARGET.workers < 2:
+            raise unittest.SkipTest("cross-core tests: run with --workers 2 (or more)")
+        super().setUpClass()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def cores(self) -> int:
+        return 1 if TARGET.kind == "redis" else TARGET.workers
+
+    def owner(self, c: Resp) -> int:
+        """The worker core that owns c's connection (INFO); 0 on redis-server."""
+        if TARGET.kind == "redis":
+            return 0
+        f = info_fields(c.call("INFO"))
+        self.assertEqual(f.get("sluice_workers"), str(TARGET.workers), f"{c.label}: INFO {f}")
+        w = int(f["sluice_worker"])
+        self.assertIn(w, range(TARGET.workers), f"{c.label}: INFO {f}")
+        return w
+
+    def open_on(self, label: str, proto: int) -> Resp:
+        c = self.client(proto, label=label)
+        c.worker = self.owner(c)
+        c.p3 = proto == 3
+        c.label = f"{label} (worker {c.worker}, resp{proto})"
+        return c
+
+    def spread(self, n: int, label: str, *, per_core: int = 2) -> list:
+        """n connections (RESP2 and RESP3 alternately), and more (at most 4n in all) until each
+        worker core owns at least `per_core` of them."""
+        conns = []
+        while True:
+            have = [sum(1 for c in conns if c.worker == w) for w in range(self.cores())]
+            if len(conns) >= n and min(have) >= per_core:
+                return conns
+            self.assertLess(len(conns), 4 * n,
+                            f"{len(conns)} connections, by worker {have}: RSS put none or few "
+                            f"on some worker")
+            conns.append(self.open_on(f"{label}{len(conns)}", 2 + len(conns) % 2))
+
+    def publishers(self) -> list:
+        """One RESP2 connection on each worker core (two on redis-server)."""
+        pubs: dict = {}
+        tries = 0
+        while len(pubs) < max(2, self.cores()):
+            self.assertLess(tries, 64, f"no connection landed on some worker: {sorted(pubs)}")
+            tries += 1
+            c = self.open_on(f"publisher{tries}", 2)
+            key = c.worker if TARGET.kind != "redis" else len(pubs)
+            if key in pubs:
+                c.close()
+            else:
+                pubs[key] = c
+        return [pubs[k] for k in sorted(pubs)]
+
+    def churn_model(self, commands: list) -> bytes:
+        """The confirmations a RESP2 client gets for (kind, names) subscription commands."""
+        subs: set = set()
+        out = b""
+        for kind, names in commands:
+            for n in names:
+                if kind == "subscribe":
+                    subs.add(n)
+                else:
+                    subs.discard(n)
+                out += confirm(False, kind, n, len(subs))
+        return out
+
+    def known_gap(self, what: str) -> None:
+        """sluice-broker's known multi-worker deviations from Redis: a failure on redis-server
+        or with SLUICE_BROKER_STRICT=1, else a skip that says what was seen."""
+        if TARGET.kind == "sluice" and not STRICT:
+            self.skipTest(f"known gap: {what} (SLUICE_BROKER_STRICT=1: a failure)")
+        self.fail(what)
+
+    # -- tests --------------------------------------------------------------------------------
+
+    def test_workers_own_connections(self):
+        conns = self.spread(XCORE_SUBSCRIBERS, "conn", per_core=2)
+        by = [sum(1 for c in conns if c.worker == w) for w in range(self.cores())]
+        print(f"cross-core ({TARGET.kind}): {len(conns)} connections by worker: {by}", flush=True)
+        # A connection stays on its core.
+        for c in conns[:4]:
+            self.assertEqual(self.owner(c), c.worker, c.label)
+        # CLIENT IDs are unique over all cores.
+        ids = [c.call("CLIENT", "ID") for c in conns]
+        self.assertEqual(len(set(ids)), len(ids), ids)
+
+    def test_publish_counts_across_cores(self):
+        chan = "xc.count"
+        pubs = self.publishers()
+        subs = self.spread(XCORE_SUBSCRIBERS, "subscriber")
+        n = len(subs)
+
+        def publish_all(tag: str, members: list) -> None:
+            """Each publisher publishes once: counted exactly `members`, received by them."""
+            for k, p in enumerate(pubs):
+                payload = f"{tag}|p{k}"
+                self.assertEqual(p.call("PUBLISH", chan, payload), len(members),
+                                 f"PUBLISH {payload} from {p.label}: subscribers: "
+                                 f"{[s.label for s in members]}")
+                for s in members:
+                    s.expect(message(s.p3, chan, payload))
+
+        # Subscribing, one at a time: counted by every core as soon as confirmed.
+        for i, s in enumerate(subs):
+            self.subscribe(s, s.p3, "subscribe", [chan], 1)
+            for p in pubs:
+                self.assertEqual(p.call("PUBSUB", "NUMSUB", chan), [chan.encode(), i + 1],
+                                 f"NUMSUB on {p.label} after {s.label} subscribed")
+            publish_all(f"sub{i}", subs[:i + 1])
+        # UNSUBSCRIBE (the first quarter) and RESET (the second): no longer counted once
+        # answered.
+        q = n // 4
+        members = list(subs)
+        for s in subs[:q]:
+            s.cmd("UNSUBSCRIBE", chan)
+            s.expect(confirm(s.p3, "unsubscribe", chan, 0))
+            members.remove(s)
+            publish_all(f"unsub.{s.label}", members)
+        for s in subs[q:2 * q]:
+            s.cmd("RESET")
+            s.expect(b"+RESET\r\n")
+            members.remove(s)
+            publish_all(f"reset.{s.label}", members)
+        # Those got nothing more (a PING answered in the unsubscribed state comes next).
+        for s in subs[:2 * q]:
+            s.cmd("PING")
+            s.expect(b"+PONG\r\n")
+        for p in pubs:
+            self.assertEqual(p.call("PUBSUB", "NUMSUB", chan), [chan.encode(), len(members)])
+        # Disconnected: not counted any more within a bounded time, on every core.
+        for s in members:
+            s.close()
+        for p in pubs:
+            h.wait_for(lambda: p.call("PUBLISH", chan, "gone?") == 0, timeout=CLEAN_TIMEOUT,
+                       what=f"{p.label}: disconnected subscribers no longer counted")
+            self.assertEqual(p.call("PUBSUB", "NUMSUB", chan), [chan.encode(), 0])
+            self.assertEqual(p.call("PUBSUB", "CHANNELS"), [])
+
+    def test_fanout_ordered_across_cores(self):
+        chan = "xc.fan"
+        pubs = self.publishers()
+        subs = self.spread(XCORE_SUBSCRIBERS, "subscriber")
+        for s in subs:
+            self.subscribe(s, s.p3, "subscribe", [chan], 1)
+        payload = lambda i: b"m%09d" % i  # noqa: E731 (numbered, all of one length)
+        make_cmd = lambda i: command("PUBLISH", chan, payload(i))  # noqa: E731
+        flen = len(message(False, chan, payload(0)))
+        # The messages, split between the publishers (one per core): each publisher's share
+        # reaches every subscriber in order.
+        share = XCORE_MESSAGES // len(pubs)
+        for k, pub in enumerate(pubs):
+            base = k * share
+            cmd_k = lambda i, base=base: make_cmd(base + i)  # noqa: E731
+            readers = [(s, b"".join(message(s.p3, chan, payload(base + i))
+                                    for i in range(share)), flen) for s in subs]
+            elapsed = self.pump(pub, share, cmd_k, b":%d\r\n" % len(subs) * share, readers,
+                                window=2048, deadline_s=120.0)
+            print(f"cross-core fan-out ({TARGET.kind}): {share} messages from {pub.label} to "
+                  f"{len(subs)} subscribers in {elapsed:.2f} s", flush=True)
+        for p in pubs:
+            self.assertEqual(p.call("PUBLISH", chan, "end"), len(subs))
+            for s in subs:
+                s.expect(message(s.p3, chan, "end"))
+
+    def test_causal_order_across_cores(self):
+        # Publisher A's PUBLISH answered, then publisher B's: a subscriber gets A's message
+        # first. A PUBLISH answered, then the subscriber's UNSUBSCRIBE: the message comes
+        # before the confirmation. (Redis: one thread; here: the cores' rings and polls.)
+        pubs = self.publishers()
+        subs = self.spread(4, "subscriber", per_core=1)
+        for r in range(XCORE_ROUNDS):
+            chan = f"xc.causal.{r}"
+            for s in subs:
+                self.subscribe(s, s.p3, "subscribe", [chan], 1)
+            order = pubs if r % 2 == 0 else pubs[::-1]
+            for k, p in enumerate(order):
+                self.assertEqual(p.call("PUBLISH", chan, f"r{r}.{k}"), len(subs))
+            for s in subs:
+                s.cmd("UNSUBSCRIBE", chan)
+            for s in subs:
+                s.expect(b"".join(message(s.p3, chan, f"r{r}.{k}") for k in range(len(order)))
+                         + confirm(s.p3, "unsubscribe", chan, 0))
+        # The same after a pipelined burst (more than one poll's worth of bus messages).
+        burst = 1000
+        for r in range(XCORE_ROUNDS // 10):
+            chan = f"xc.burst.{r}"
+            for s in subs:
+                self.subscribe(s, s.p3, "subscribe", [chan], 1)
+            p = pubs[r % len(pubs)]
+            p.send(b"".join(command("PUBLISH", chan, f"b{r}.{i}") for i in range(burst)))
+            p.expect(b":%d\r\n" % len(subs) * burst, timeout=30)
+            for s in subs:
+                s.cmd("UNSUBSCRIBE", chan)
+            for s in subs:
+                s.expect(b"".join(message(s.p3, chan, f"b{r}.{i}") for i in range(burst))
+                         + confirm(s.p3, "unsubscribe", chan, 0), timeout=30)
+
+    def test_patterns_across_cores(self):
+        pubs = self.publishers()
+        subs = self.spread(XCORE_SUBSCRIBERS, "psubscriber")
+        n = len(subs)
+
+        def numpat(expected: int, after: str) -> None:
+            for p in pubs:
+                self.assertEqual(p.call("PUBSUB", "NUMPAT"), expected,
+                                 f"NUMPAT on {p.label} after {after}")
+
+        # Each subscriber: a shared pattern and one of its own (NUMPAT: distinct patterns).
+        for i, s in enumerate(subs):
+            self.subscribe(s, s.p3, "psubscribe", ["xp.*", f"xp.{i}.*"], 1)
+            numpat(1 + i + 1, f"{s.label} psubscribed")
+        # The first one also subscribes to a channel its patterns match.
+        s0 = subs[0]
+        self.subscribe(s0, s0.p3, "subscribe", ["xp.0.a"], 3)
+        for p in pubs:
+            self.assertEqual(p.call("PUBSUB", "NUMSUB", "xp.*", "xp.0.a"),
+                             [b"xp.*", 0, b"xp.0.a", 1])
+            self.assertEqual(p.call("PUBSUB", "CHANNELS"), [b"xp.0.a"])
+        # Publishing from each core: one delivery per matching (subscriber, pattern or
+        # channel); one subscriber of each core has its own pattern matched too.
+        targets = list(dict.fromkeys([0] + [next(i for i, s in enumerate(subs) if s.worker == w)
+                                            for w in range(self.cores())]))
+        for p in pubs:
+            for j in targets:
+                chan = f"xp.{j}.a"
+                payload = f"to {j} from {p.label}"
+                extra = j == 0  # subs[0]'s channel
+                self.assertEqual(p.call("PUBLISH", chan, payload), n + 1 + extra,
+                                 f"PUBLISH {chan} from {p.label}")
+                for i, s in enumerate(subs):
+                    frames = [pmessage(s.p3, "xp.*", chan, payload)]
+                    if i == j:
+                        frames.append(pmessage(s.p3, f"xp.{j}.*", chan, payload))
+                        if extra:
+                            frames.append(message(s.p3, chan, payload))
+                    s.expect_unordered(frames)
+            self.assertEqual(p.call("PUBLISH", "xp", "no match"), 0)
+            self.assertEqual(p.call("PUBLISH", "xq.1.a", "no match"), 0)
+        # PUNSUBSCRIBE: NUMPAT drops exactly, on every core, as soon as confirmed.
+        for i, s in enumerate(subs):
+            s.cmd("PUNSUBSCRIBE", f"xp.{i}.*")
+            s.expect(confirm(s.p3, "punsubscribe", f"xp.{i}.*", 2 if i == 0 else 1))
+            numpat(1 + n - i - 1, f"{s.label} punsubscribed its own pattern")
+        for i, s in enumerate(subs):
+            s.cmd("PUNSUBSCRIBE")  # all of them: the shared one
+            s.expect(confirm(s.p3, "punsubscribe", "xp.*", 1 if i == 0 else 0))
+            numpat(0 if i == n - 1 else 1, f"{s.label} punsubscribed everything")
+            for p in pubs:
+                self.assertEqual(p.call("PUBLISH", "xp.z", "x"), n - i - 1)
+            for s2 in subs[i + 1:]:  # one from each publisher
+                s2.expect(pmessage(s2.p3, "xp.*", "xp.z", "x") * len(pubs))
+        for p in pubs:
+            self.assertEqual(p.call("PUBLISH", "xp.0.a", "last"), 1)
+        for _ in pubs:
+            s0.expect(message(s0.p3, "xp.0.a", "last"))
+
+    def test_pubsub_introspection_across_cores(self):
+        pubs = self.publishers()
+        subs = self.spread(XCORE_SUBSCRIBERS, "subscriber")
+        n = len(subs)
+        groups = 4
+        for i, s in enumerate(subs):
+            self.subscribe(s, s.p3, "subscribe", ["xn.all", f"xn.{i % groups}"], 1)
+            self.subscribe(s, s.p3, "ssubscribe", [f"xs.{i % 2}"], 1)
+
+        def count(k: int, mod: int, alive) -> int:
+            return sum(1 for i in range(n) if i % mod == k and alive(i))
+
+        def check(p: Resp, alive) -> None:
+            live = [i for i in range(n) if alive(i)]
+            chans = sorted({b"xn.all"} | {b"xn.%d" % (i % groups) for i in live}) if live else []
+            self.assertEqual(sorted(p.call("PUBSUB", "CHANNELS")), chans, p.label)
+            self.assertEqual(sorted(p.call("PUBSUB", "CHANNELS", "xn.[01]")),
+                             [c for c in chans if c in (b"xn.0", b"xn.1")], p.label)
+            names = ["xn.all"] + [f"xn.{g}" for g in range(groups)] + ["nobody"]
+            want = [len(live)] + [count(g, groups, alive) for g in range(groups)] + [0]
+            self.assertEqual(p.call("PUBSUB", "NUMSUB", *names),
+                             [x for nm, c in zip(names, want) for x in (nm.encode(), c)],
+                             p.label)
+            shards = sorted({b"xs.%d" % (i % 2) for i in live})
+            self.assertEqual(sorted(p.call("PUBSUB", "SHARDCHANNELS")), shards, p.label)
+            self.assertEqual(p.call("PUBSUB", "SHARDNUMSUB", "xs.0", "xs.1"),
+                             [b"xs.0", count(0, 2, alive), b"xs.1",
+                              count(1, 2, alive)], p.label)
+            self.assertEqual(p.call("PUBSUB", "NUMPAT"), 0, p.label)
+
+        everyone = lambda i: True  # noqa: E731
+        for p in pubs:
+            check(p, everyone)
+            if TARGET.kind == "sluice":
+                f = info_fields(p.call("INFO"))
+                self.assertEqual((f["pubsub_channels"], f["pubsubshard_channels"]),
+                                 (str(1 + groups), "2"), f"{p.label}: INFO")
+        # SPUBLISH and PUBLISH from every core.
+        for p in pubs:
+            payload = f"from {p.label}"
+            self.assertEqual(p.call("SPUBLISH", "xs.1", payload), count(1, 2, everyone))
+            self.assertEqual(p.call("PUBLISH", "xn.2", payload),
+                             count(2, groups, everyone))
+            for i, s in enumerate(subs):
+                if i % 2 == 1:
+                    s.expect(push(s.p3, "smessage", "xs.1", payload))
+                if i % groups == 2:
+                    s.expect(message(s.p3, "xn.2", payload))
+        # The subscribers of group 0 disconnect: gone from every core's answers, bounded.
+        for i, s in enumerate(subs):
+            if i % groups == 0:
+                s.close()
+        remaining = lambda i: i % groups != 0  # noqa: E731
+        for p in pubs:
+            def settled(p=p):
+                try:
+                    check(p, remaining)
+                    return True
+                except AssertionError:
+                    return False
+            h.wait_for(settled, timeout=CLEAN_TIMEOUT,
+                       what=f"{p.label}: the disconnected subscribers' channels gone")
+            check(p, remaining)
+
+    def test_counts_match_deliveries_under_churn(self):
+        # Publishers on every core stream PUBLISH while subscribers on every core keep
+        # subscribing and unsubscribing (each change sent once the previous one is confirmed):
+        # what the PUBLISH replies counted, summed, is what the subscribers received (Redis: a
+        # PUBLISH counts exactly the subscribers it queues the message to).
+        pubs = self.publishers()
+        subs = self.spread(8, "churner", per_core=2)
+        chan, msgs, batch = "xe.ch", XCORE_CHURN_MESSAGES, 32
+        conns = pubs + subs
+        for c in conns:
+            c.sock.setblocking(False)
+        out = {c.sock: b"" for c in conns}
+        bufs = {c.sock: bytearray() for c in conns}
+        by_sock = {c.sock: c for c in conns}
+        sent = {p.sock: 0 for p in pubs}
+        replies = {p.sock: 0 for p in pubs}
+        tag = {p.sock: k for k, p in enumerate(pubs)}
+        waiting = {}  # subscriber -> the confirmation it waits for
+        rounds = {s.sock: 0 for s in subs}
+        counted = received = 0
+
+        def next_change(s, kind: str) -> None:
+            out[s] += command(kind.upper(), chan)
+            waiting[s] = kind
+
+        for s in subs:
+            next_change(s.sock, "subscribe")
+        deadline = time.monotonic() + 60
+        while any(v < msgs for v in replies.values()) or waiting:
+            self.assertLess(time.monotonic(), deadline,
+                            f"not done in 60 s: replies {list(replies.values())}, "
+                            f"rounds {list(rounds.values())}")
+            for p in pubs:
+                ps = p.sock
+                if sent[ps] < msgs and sent[ps] - replies[ps] < batch:
+                    k = min(msgs, sent[ps] + batch)
+                    out[ps] += b"".join(command("PUBLISH", chan, f"p{tag[ps]}.{i}")
+                                        for i in range(sent[ps], k))
+                    sent[ps] = k
+            wl = [s for s, d in out.items() if d]
+            r, w, _ = select.select(list(bufs), wl, [], 0.5)
+            for s in w:
+                try:
+                    out[s] = out[s][s.send(out[s]):]
+                except BlockingIOError:
+                    pass
+            for s in r:
+                try:
+                    data = s.recv(1 << 18)
+                except BlockingIOError:
+                    continue
+                self.assertTrue(data, f"{by_sock[s].label}: closed")
+                buf = bufs[s]
+                buf += data
+                pos = 0
+                while True:
+                    try:
+                        v, end = parse(buf, pos)
+                    except Incomplete:
+                        break
+                    pos = end
+                    if s in replies:
+                        self.assertIsInstance(v, int, v)
+                        counted += v
+                        replies[s] += 1
+                        continue
+                    if v[0] == b"message":
+                        received += 1
+                        continue
+                    kind = v[0].decode()
+                    self.assertEqual(kind, waiting.get(s), f"{by_sock[s].label}: {v}")
+                    del waiting[s]
+                    if kind == "subscribe":
+                        next_change(s, "unsubscribe")
+                    else:
+                        rounds[s] += 1
+                        if any(x < msgs for x in replies.values()):
+                            next_change(s, "subscribe")
+                del buf[:pos]
+        for c in conns:
+            c.sock.setblocking(True)
+        print(f"churn ({TARGET.kind}): {sum(rounds.values())} subscribe/unsubscribe rounds, "
+              f"PUBLISH counted {counted}, subscribers received {received}", flush=True)
+        self.assertGreater(counted, 0, "no PUBLISH while subscribed: no overlap tested")
+        # Settled: nobody counted, nothing more delivered.
+        for p in pubs:
+            self.assertEqual(p.call("PUBLISH", chan, "after"), 0, p.label)
+            self.assertEqual(p.call("PUBSUB", "NUMSUB", chan), [chan.encode(), 0], p.label)
+        for s in subs:
+            s.cmd("PING")
+            s.expect(b"+PONG\r\n")
+        if received != counted:
+            # A core's directory of the others is updated asynchronously: a PUBLISH racing a
+            # subscription change on another core counts a subscriber that core has already
+            # dropped (not delivered), or misses one it has already added (delivered). Exact
+            # once the change is confirmed (the tests above).
+            self.known_gap(f"PUBLISH counted {counted} deliveries, subscribers received "
+                           f"{received}")
+
+    def test_large_payloads_across_cores(self):
+        # Payloads spanning many received segments (zero-copy clones handed to another core),
+        # to channel and pattern subscribers on every core, byte for byte.
+        pubs = self.publishers()
+        subs = self.spread(4, "subscriber", per_core=2)
+        for i, s in enumerate(subs):
+            if i % 2:
+                self.subscribe(s, s.p3, "psubscribe", ["xl*"], 1)
+            else:
+                self.subscribe(s, s.p3, "subscribe", ["xl.big"], 1)
+        pattern = bytes(range(256)) * (300000 // 256 + 2)
+        for k, p in enumerate(pubs):
+            for size in (0, 1, 1459, 1460, 2921, 16384, 65536, 300000):
+                payload = pattern[k + size % 251:][:size]
+                self.assertEqual(p.call("PUBLISH", "xl.big", payload, timeout=30), len(subs),
+                                 f"{size} bytes from {p.label}")
+                for i, s in enumerate(subs):
+                    s.expect(pmessage(s.p3, "xl*", "xl.big", payload) if i % 2
+                             else message(s.p3, "xl.big", payload), timeout=30)
+
+    def test_vanishing_subscribers_across_cores(self):
+        # Clients that subscribe and go at once (closed, reset, QUIT pipelined), while the
+        # other cores have not acknowledged yet: every core forgets them, bounded.
+        pubs = self.publishers()
+        for i in range(XCORE_SUBSCRIBERS):
+            c = self.client(2, label=f"vanishing{i}")
+            req = command("SUBSCRIBE", "xv.a", f"xv.{i}") + command("PSUBSCRIBE", "xv.*")
+            if i % 3 == 0:
+                req += command("QUIT")
+            c.send(req)
+            if i % 3 == 1:  # an RST instead of a FIN
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                  b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            c.close()
+        for p in pubs:
+            h.wait_for(lambda p=p: (p.call("PUBLISH", "xv.a", "x") == 0
+                                    and p.call("PUBSUB", "NUMPAT") == 0
+                                    and p.call("PUBSUB", "CHANNELS") == []),
+                       timeout=CLEAN_TIMEOUT, what=f"{p.label}: vanished subscribers forgotten")
+
+    def test_config_set_applies_to_every_core(self):
+        # CONFIG SET client-output-buffer-limit on one core: every core answers CONFIG GET
+        # with it (Redis: one server-wide setting).
+        pubs = self.publishers()
+        self.addCleanup(self.restore_limit, pubs[0])
+        self.assertEqual(pubs[0].call("CONFIG", "SET", "client-output-buffer-limit",
+                                      "pubsub 1048576 524288 3"), "OK")
+        for p in pubs:
+            v = p.call("CONFIG", "GET", "client-output-buffer-limit")
+            self.assertEqual(len(v), 2, v)
+            if b"pubsub 1048576 524288 3" not in v[1]:
+                # Each worker keeps its own copy of the limits (Broker::cfg_).
+                self.known_gap(f"CONFIG SET on {pubs[0].label}; {p.label} still answers "
+                               f"{v[1].decode()!r}")
+
+    def restore_limit(self, c: Resp) -> None:
+        self.assertEqual(c.call("CONFIG", "SET", "client-output-buffer-limit",
+                                f"pubsub {HARD_LIMIT} {SOFT_LIMIT} {SOFT_SECONDS}"), "OK")
+
+    def test_subscription_churn_across_cores(self):
+        # Every subscriber pipelines many subscription changes in one send: each change goes
+        # to the other cores and is acknowledged before its confirmation; in the end every
+        # core's directory agrees.
+        pubs = self.publishers()
+        subs = self.spread(XCORE_SUBSCRIBERS, "churner", per_core=2)
+        for s in subs:
+            if s.p3:  # RESP2 only, for the model below
+                s.call("HELLO", "2")
+                s.p3 = False
+        commands = []
+        for r in range(XCORE_CHURN):
+            commands.append(("subscribe", ["xh.all", f"xh.{r % 5}"]))
+            commands.append(("unsubscribe", [f"xh.{r % 5}"]))
+            if r % 7 == 3:
+                commands.append(("unsubscribe", ["xh.all"]))
+        commands.append(("subscribe", ["xh.final", "xh.all"]))
+        request = b"".join(command(kind.upper(), *names) for kind, names in commands)
+        expected = self.churn_model(commands)
+        for s in subs:
+            s.send(request)
+        for s in subs:
+            s.expect(expected, timeout=30)
+        n = len(subs)
+        for p in pubs:
+            self.assertEqual(sorted(p.call("PUBSUB", "CHANNELS")), [b"xh.all", b"xh.final"])
+            self.assertEqual(p.call("PUBSUB", "NUMSUB", "xh.all", "xh.final", "xh.0", "xh.4"),
+                             [b"xh.all", n, b"xh.final", n, b"xh.0", 0, b"xh.4", 0])
+            self.assertEqual(p.call("PUBLISH", "xh.final", p.label), n)
+            for s in subs:
+                s.expect(message(False, "xh.final", p.label))
+        # And all of it undone at once by the disconnects (close_all checks the cores agree).
+
+
 # ---------------------------------------------------------------------------------------------
 
 def main() -> None:
@@ -1428,8 +2032,14 @@ def main() -> None:
     # The harness's binaries (meson passes them to every integration test): not used here.
     for opt in ("--reflector", "--udpgen", "--echo"):
         parser.add_argument(opt)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="sluice-broker's worker cores (EAL -l 0,..,N-1 for N >= 2); with "
+                             "N >= 2 the cross-core tests run too (--target redis: they run "
+                             "against redis-server as the reference)")
     args, rest = parser.parse_known_args()
-    TARGET.kind, TARGET.mode = args.target, args.mode
+    if args.workers < 1:
+        parser.error("--workers: at least 1")
+    TARGET.kind, TARGET.mode, TARGET.workers = args.target, args.mode, args.workers
     tools = ["redis-cli", "redis-benchmark"] + (["redis-server"] if args.target == "redis" else [])
     for tool in tools:
         if shutil.which(tool) is None:
@@ -1446,7 +2056,10 @@ def main() -> None:
     h.CONFIG.mode = args.mode
     h.install_cleanup_handlers()
     h.reap_stale()
-    print(f"target: {args.target}" + (f", broker: {TARGET.broker}, mode: {args.mode}"
+    if args.target == "sluice" and args.workers > (os.cpu_count() or 1):
+        h._skip(f"--workers {args.workers}: only {os.cpu_count()} CPUs")
+    print(f"target: {args.target}" + (f", broker: {TARGET.broker}, mode: {args.mode}, "
+                                      f"workers: {args.workers}"
                                       if args.target == "sluice" else ""), flush=True)
     prog = unittest.main(module="__main__", argv=[sys.argv[0], *rest], exit=False, verbosity=2)
     h.cleanup_all()
