@@ -951,7 +951,7 @@ void Broker::cmd_config(Client& cl) {
         char limit[160];
         snprintf(limit, sizeof limit,
                  "normal 0 0 0 slave 268435456 67108864 60 pubsub %" PRIu64 " %" PRIu64 " %u",
-                 cfg_.out_hard, cfg_.out_soft, cfg_.out_soft_s);
+                 lim_hard(), lim_soft(), lim_soft_s());
         char bulk[24], port[8];
         snprintf(bulk, sizeof bulk, "%" PRIu64, cfg_.limits.max_bulk);
         snprintf(port, sizeof port, "%u", cfg_.listen_port);
@@ -1012,6 +1012,11 @@ void Broker::cmd_config(Client& cl) {
                     cfg_.out_hard = h;
                     cfg_.out_soft = s;
                     cfg_.out_soft_s = uint32_t(t);
+                    if (cfg_.bus) {  // every core's limits (Redis has one server config)
+                        cfg_.bus->out_hard.store(h, std::memory_order_relaxed);
+                        cfg_.bus->out_soft.store(s, std::memory_order_relaxed);
+                        cfg_.bus->out_soft_s.store(uint32_t(t), std::memory_order_relaxed);
+                    }
                 }
             }
             if (!good) {
@@ -1227,13 +1232,14 @@ void Broker::kill_later(Client& cl, const char* why) {
 void Broker::check_limits(Client& cl, uint64_t now) {
     if (!cl.conn || cl.dead || !cl.subscribed()) return;
     const uint64_t used = uint64_t(cl.out.size()) + cl.conn->sq_bytes;
-    if (cfg_.out_hard && used >= cfg_.out_hard) {
+    const uint64_t hard = lim_hard(), soft = lim_soft();
+    if (hard && used >= hard) {
         ctr_.slow_disconnects++;
         kill_later(cl, "output above the hard limit");
-    } else if (cfg_.out_soft && used >= cfg_.out_soft) {
+    } else if (soft && used >= soft) {
         if (!cl.soft_since) {
             cl.soft_since = now ? now : 1;
-        } else if (now - cl.soft_since >= uint64_t(cfg_.out_soft_s) * hz_) {
+        } else if (now - cl.soft_since >= uint64_t(lim_soft_s()) * hz_) {
             ctr_.slow_disconnects++;
             kill_later(cl, "output above the soft limit for too long");
         }

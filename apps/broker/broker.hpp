@@ -143,6 +143,16 @@ class Broker {
     uint32_t deliver_local(Kind k, std::string_view channel, rte_mbuf* payload,
                            uint32_t payload_len);
     void check_limits(Client& cl, uint64_t now);
+    // The output limits in force: the bus's (shared by the cores) once set, else the Config's.
+    uint64_t lim_hard() const {
+        return cfg_.bus ? cfg_.bus->out_hard.load(std::memory_order_relaxed) : cfg_.out_hard;
+    }
+    uint64_t lim_soft() const {
+        return cfg_.bus ? cfg_.bus->out_soft.load(std::memory_order_relaxed) : cfg_.out_soft;
+    }
+    uint32_t lim_soft_s() const {
+        return cfg_.bus ? cfg_.bus->out_soft_s.load(std::memory_order_relaxed) : cfg_.out_soft_s;
+    }
     // Disconnects a client at the next flush (never from inside a delivery loop).
     void kill_later(Client& cl, const char* why);
 

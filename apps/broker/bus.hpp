@@ -41,6 +41,10 @@ struct Bus {
     std::atomic<unsigned> ready{0};
     std::atomic<bool> failed{false};
     const void* counters[kMaxCores] = {};  // each worker's BrokerCounters (telemetry)
+    // The pub/sub output limits, shared so that CONFIG SET on one core applies on all (main
+    // sets them from the command line).
+    std::atomic<uint64_t> out_hard{0}, out_soft{0};
+    std::atomic<uint32_t> out_soft_s{0};
 };
 
 }  // namespace sluice::apps::broker

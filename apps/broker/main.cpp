@@ -102,5 +102,8 @@ int main(int argc, char** argv) {
     const engine::ParseResult r = engine::parse_options(argc, argv, "sluice-broker", app_opts, opt);
     if (const int rc = engine::parse_exit_code(r); rc >= 0) return rc;
     cfg.bus = std::make_shared<apps::broker::Bus>();
+    cfg.bus->out_hard = cfg.out_hard;  // the limits every core applies (CONFIG SET changes them)
+    cfg.bus->out_soft = cfg.out_soft;
+    cfg.bus->out_soft_s = cfg.out_soft_s;
     return engine::Runtime<apps::broker::Broker>::run("sluice-broker", opt, cfg);
 }

@@ -1978,7 +1978,7 @@ class CrossCoreTest(BrokerCase):
             v = p.call("CONFIG", "GET", "client-output-buffer-limit")
             self.assertEqual(len(v), 2, v)
             if b"pubsub 1048576 524288 3" not in v[1]:
-                # Each worker keeps its own copy of the limits (Broker::cfg_).
+                # The limits live in the Bus, shared by the workers (CONFIG SET stores there).
                 self.known_gap(f"CONFIG SET on {pubs[0].label}; {p.label} still answers "
                                f"{v[1].decode()!r}")
 
