@@ -1190,9 +1190,9 @@ void Broker::mark_dirty(Client& cl) {
 
 void Broker::flush_clients(Tcp& tcp) {
     // Kills first: they change subscriptions, which no delivery loop may be running over.
-    for (SubId s : kills_) {
+    for (const auto& [s, gen] : kills_) {
         Client& cl = *clients_[s];
-        if (!cl.live || !cl.conn) continue;
+        if (!cl.live || !cl.conn || cl.gen != gen) continue;  // gone, or the slot reused
         TcpConn* c = cl.conn;
         detach(cl);
         tcp.abort(c);  // on_tcp_closed(aborted) follows, for a connection with no client
@@ -1222,7 +1222,7 @@ void Broker::kill_later(Client& cl, const char* why) {
     if (cl.dead) return;
     (void)why;
     cl.dead = true;
-    kills_.push_back(cl.sid);
+    kills_.emplace_back(cl.sid, cl.gen);
 }
 
 // Redis's client-output-buffer-limit for pub/sub clients (networking.c

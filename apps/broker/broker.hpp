@@ -189,7 +189,7 @@ class Broker {
     std::vector<SubId> free_;
     std::vector<SubId> dirty_;
     std::vector<SubId> paused_;
-    std::vector<SubId> kills_;
+    std::vector<std::pair<SubId, uint32_t>> kills_;    // (slot, generation)
     std::vector<rte_mbuf*> overflow_[Bus::kMaxCores];  // bus messages a full ring refused, per core
     std::vector<BusMsg> owed_acks_;                    // acknowledgements not yet built (no mbuf)
     uint64_t next_id_;
