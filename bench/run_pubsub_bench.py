@@ -41,7 +41,8 @@ wire each; p99 = median of the runs' p99. Target (the issue): Sluice >= 10x Redi
 delivered/s with a lower p99 than Redis's (the lower of the two modes' p99 medians), judged for
 each Sluice system.
 
-Process handling, CPU accounting and noise control are bench/run_tcp_bench.py's (imported):
+Process handling, CPU accounting and noise control are bench/bench_runner.py's (shared with
+bench/run_tcp_bench.py):
 every process in its own session with a deadline (server ready: 10 s Redis, 60 s Sluice;
 generator: --duration + 60 s Redis, + 100 s Sluice, which covers its 30 s setup and 10 s drain
 bounds), stopped with SIGINT, then SIGKILL after 10 s; the CPU time of the server and the
@@ -56,30 +57,25 @@ and the runner goes on.
 Exit status: 0 if every run worked, 1 if some failed, 2 on bad usage, 130 if interrupted.
 """
 
-import argparse
-import datetime
-import json
 import os
-import platform
 import re
 import shlex
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-# The TCP benchmark's process handling, CPU accounting and machine facts.
-from run_tcp_bench import (Proc, RunError, cleanup_prefix, cpu_model, cpu_ticks,  # noqa: E402
-                           dpdk_version, fmt_secs, git_revision, indent, log,
-                           proc_cpu_seconds)
+# Process handling, CPU accounting, the run loop, tables and results (shared with the TCP
+# benchmark).
+from bench_runner import (MET, Matrix, PlanBase, Run, RunError, add_common_tail,  # noqa: E402
+                          bench_plan, cell_flags, check_built, cleanup_prefix, comma_set, dry_run,
+                          fmt_secs, in_workdir, indent, new_parser, pick_systems, render_markdown,
+                          render_text, resolve_build, summary_tail, unlink_socket)
 
 MEMIF_SOCK = "/run/sluice-bench-ps.sock"
 PREFIXES = {"server": "slps", "client": "slpc"}
@@ -116,12 +112,9 @@ def describe(w):
 # Command lines
 
 
-class Plan:
+class Plan(PlanBase):
     def __init__(self, a, cpus):
-        self.a = a
-        self.cpus = set(cpus)
-        self.client_cpu, self.server_cpu = cpus[0], cpus[1]
-        self.bench_cpus = {self.client_cpu, self.server_cpu}
+        super().__init__(a, cpus)
         self.linux_bin = os.path.join(a.build, "bench", "pubsub", "linux-pubsub-load")
         self.sluice_bin = os.path.join(a.build, "bench", "pubsub", "sluice-pubsub-load")
         self.broker_bin = os.path.join(a.build, "apps", "broker", "sluice-broker")
@@ -181,12 +174,7 @@ def sluice_cleanup(system="sluice"):
     if system == "wire":
         cleanup_prefix(WIRE_PREFIX)
         return
-    try:
-        os.unlink(MEMIF_SOCK)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        log(f"  cannot remove {MEMIF_SOCK}: {e}")
+    unlink_socket(MEMIF_SOCK)
     for prefix in PREFIXES.values():
         cleanup_prefix(prefix)
 
@@ -229,81 +217,49 @@ def parse_client(stdout, stderr, w):
 # One run
 
 
-def start_server(plan, system, w, workdir, tag):
-    """Starts the server and waits for its ready line; (Proc, commands). Redis: a free port,
-    one more try on another should the first be taken in between."""
+def start_server(plan, run, system, w):
+    """Starts the server and waits for its ready line; the commands. Redis: a free port, one
+    more try on another should the first be taken in between."""
     kind = kind_of(system)
     for attempt in range(2):
         port = free_port() if kind == "redis" else BROKER_PORT
         cmds = plan.commands(system, w, port)
-        server = Proc(f"{system} server", cmds["server"], workdir, f"{tag}-server{attempt}",
-                      plan.cpus)
-        server.start()
+        server = run.start_server(f"{system} server", cmds["server"], f"-server{attempt}")
         try:
             server.wait_for(REDIS_READY if kind == "redis" else SLUICE_READY,
                             time.monotonic() + READY_TIMEOUT[kind])
-            return server, cmds
+            return cmds
         except RunError:
             server.stop()
+            run.server = None
             if kind != "redis" or attempt == 1 or "Address already in use" not in server.tail():
                 raise
     raise RunError("unreachable")
 
 
 def run_once(plan, system, w, run_index, workdir):
-    a = plan.a
     kind = kind_of(system)
-    tag = f"{w['name']}-{system}-{run_index}"
     rec = {"system": system, "workload": w["name"], "subs": w["subs"], "size": w["size"],
            "run": run_index, "ok": False}
     cmds = plan.commands(system, w)
     rec["commands"] = {k: shlex.join(v) for k, v in cmds.items()}
-    server = client = None
-    t_start = time.monotonic()
-    try:
-        for role, argv in cmds.items():
-            exe = argv[3] if argv[0] == "taskset" else argv[0]
-            if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
-                raise RunError(f"not built: {os.path.relpath(exe, ROOT)}"
-                               if exe.startswith(ROOT) else f"not found: {exe}")
+    run = Run(plan, rec, workdir, f"{w['name']}-{system}-{run_index}")
+
+    def body():
+        nonlocal cmds
+        check_built(cmds, not_found_outside=True)
         if kind in SLUICE_SYSTEMS:
             if os.geteuid() != 0:
                 raise RunError("Sluice runs need root (DPDK)")
             sluice_cleanup(system)
         if "server" in cmds:
-            server, cmds = start_server(plan, system, w, workdir, tag)
+            cmds = start_server(plan, run, system, w)
             rec["commands"] = {k: shlex.join(v) for k, v in cmds.items()}
-            rec["server_ready_s"] = round(time.monotonic() - server.started, 3)
-        client = Proc(f"{system} generator", cmds["client"], workdir, tag + "-client", plan.cpus)
-        srv_cpu0 = proc_cpu_seconds(server.p.pid) if server else None
-        ticks0 = cpu_ticks(plan.bench_cpus)
-        client.start()
-        slack = CLIENT_SLACK[kind]
-        if not client.wait(time.monotonic() + a.duration + slack):
-            client.stop()
-            raise RunError(f"generator did not finish within --duration + {slack:.0f} s:\n"
-                           + indent(client.tail()))
-        client_wall = time.monotonic() - client.started
-        srv_cpu1 = proc_cpu_seconds(server.p.pid) if server else None
-        ticks1 = cpu_ticks(plan.bench_cpus)
-        rec["client_rc"] = client.p.returncode
-        rec["client_wall_s"] = round(client_wall, 3)
-        cpu = {}
-        if client.rusage is not None and client_wall > 0:
-            # wire: the one process, broker and generator (two lcores) together.
-            cpu["process" if server is None else "client"] = round(
-                (client.rusage.ru_utime + client.rusage.ru_stime) / client_wall, 3)
-        if srv_cpu0 is not None and srv_cpu1 is not None and client_wall > 0:
-            cpu["server"] = round((srv_cpu1 - srv_cpu0) / client_wall, 3)
-        rec["cpu_cores"] = cpu
-        # Noise: CPU time on our two CPUs taken by anything but the server and the generator.
-        if client_wall > 0 and ticks0 and set(ticks0) == set(ticks1) and len(cpu) == len(cmds):
-            busy = sum(ticks1[c][0] - ticks0[c][0] for c in ticks0) / client_wall
-            steal = sum(ticks1[c][1] - ticks0[c][1] for c in ticks0) / client_wall
-            rec["foreign_cores"] = round(max(0.0, busy - sum(cpu.values())), 3)
-            rec["steal_cores"] = round(steal, 3)
-            rec["noisy"] = rec["foreign_cores"] > a.max_foreign
-        server_died = server is not None and not server.alive()
+            rec["server_ready_s"] = round(time.monotonic() - run.server.started, 3)
+        # wire: one process, broker and generator (two lcores) together: cpu_cores' "process".
+        client = run.run_client(f"{system} generator", cmds["client"], "generator",
+                                CLIENT_SLACK[kind], solo_key="process")
+        server_died = run.server_died()
         parsed = None
         try:
             parsed = parse_client(client.stdout(), client.stderr(), w)
@@ -325,31 +281,11 @@ def run_once(plan, system, w, run_index, workdir):
             raise RunError(f"lost={int(f['lost'])} reordered={int(f['reordered'])}: "
                            + parsed["line"])
         if server_died:
-            raise RunError(f"server exited during the run (rc {server.p.returncode}):\n"
-                           + indent(server.tail()))
-        rec["ok"] = True
-    except RunError as e:
-        rec["error"] = str(e)
-    except OSError as e:  # could not start it (exec format, permissions, ...)
-        rec["error"] = f"cannot run: {e}"
-    finally:
-        for p in (client, server):
-            if p is not None:
-                rc = p.stop()
-                if p is server:
-                    rec["server_rc"] = rc
-                    if rec["ok"] and rc not in (0, None):
-                        rec["ok"] = False
-                        rec["error"] = (f"server exited with {rc} after SIGINT:\n"
-                                        + indent(server.tail()))
-        if server is not None:
-            rec["server_tail"] = server.tail(6)
-        if client is not None:
-            rec["client_tail"] = client.tail(6)
-        if kind in SLUICE_SYSTEMS and os.geteuid() == 0:
-            sluice_cleanup(system)
-        rec["elapsed_s"] = round(time.monotonic() - t_start, 2)
-    return rec
+            raise run.server_died_error()
+
+    cleanup = (lambda: sluice_cleanup(system)) \
+        if kind in SLUICE_SYSTEMS and os.geteuid() == 0 else None
+    return run.execute(body, cleanup)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,15 +302,7 @@ def summarize(runs):
             s[name] = {"median": statistics.median(v), "min": min(v), "max": max(v)}
         s["median"] = s["delivered_per_s"]["median"]
         s["noisy"] = sum(1 for r in ok if r.get("noisy"))
-    else:
-        errs = [r.get("error", "") for r in runs]
-        s["error"] = errs[0].splitlines()[0] if errs and errs[0] else "no run"
-    cpus = [r["cpu_cores"] for r in ok if r.get("cpu_cores")]
-    for role in ("server", "client", "process"):
-        v = [c[role] for c in cpus if role in c]
-        if v:
-            s[f"cpu_{role}"] = round(statistics.median(v), 3)
-    return s
+    return summary_tail(s, runs, ok, ("server", "client", "process"))
 
 
 def comparisons(results, wls, systems):
@@ -422,11 +350,7 @@ def cell(s, with_range=False):
     if with_range and s["ok"] > 1:
         d = s["delivered_per_s"]
         txt += f" ({fmt_rate(d['min'])}-{fmt_rate(d['max'])})"
-    if s.get("noisy"):
-        txt += "*"
-    if s["ok"] < s["runs"]:
-        txt += f" [{s['runs'] - s['ok']} failed]"
-    return txt
+    return cell_flags(s, txt)
 
 
 def lat(s):
@@ -451,7 +375,7 @@ def table_rows(rows, systems):
             if pre + "ratio" in r:
                 c += f" = {r[pre + 'ratio']:.2f}x"
             sl += [c, lat(per.get(s)) if s in systems else "-"]
-            mets.append({True: "met", False: "not met", None: "-"}[r[pre + "target_met"]])
+            mets.append(MET[r[pre + "target_met"]])
         out.append([r["description"], " / ".join(red) or "not run", " ; ".join(red_lat) or "-",
                     *sl, " / ".join(mets)])
     return out
@@ -461,22 +385,6 @@ HEAD = ["workload", "Redis delivered/s", "Redis p50 / p99 us",
         "Sluice memif delivered/s (x Redis)", "memif p50 / p99 us",
         "Sluice wire delivered/s (x Redis)", "wire p50 / p99 us",
         ">= 10x, lower p99 (memif / wire)"]
-
-
-def render_markdown(rows, systems):
-    lines = ["| " + " | ".join(HEAD) + " |", "|" + "|".join(["---"] * len(HEAD)) + "|"]
-    for r in table_rows(rows, systems):
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in r) + " |")
-    return "\n".join(lines)
-
-
-def render_text(rows, systems):
-    body = table_rows(rows, systems)
-    widths = [max(len(x[i]) for x in [HEAD] + body) for i in range(len(HEAD))]
-    fmt = "  ".join("{:<%d}" % wd for wd in widths)
-    lines = [fmt.format(*HEAD), "-" * (sum(widths) + 2 * (len(widths) - 1))]
-    lines += [fmt.format(*r) for r in body]
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -494,22 +402,15 @@ def int_list(text, what, lo, hi, ap):
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(
-        description="Pub/sub benchmark: sluice-broker (Sluice TCP over memif, and over the "
-                    "in-memory wire in one process) vs redis-server (Linux TCP over loopback); "
-                    "see the module docstring and "
-                    "bench/PUBSUB_PERF.md.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default="build", help="the build directory (default build)")
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
-    ap.add_argument("--runs", type=int, default=3,
-                    help="runs of each system, alternating; the median is reported (default 3)")
-    ap.add_argument("--only", default=None,
-                    help="comma list of redis, sluice (or memif), wire (default all); redis "
-                         "means both generator modes unless --redis-modes says otherwise")
-    ap.add_argument("--redis-modes", default="epoll,spin",
-                    help="linux-pubsub-load's modes against Redis: epoll (sleep in epoll_wait), "
-                         "spin (--spin, busy-poll); default both")
+    ap = new_parser(
+        "Pub/sub benchmark: sluice-broker (Sluice TCP over memif, and over the in-memory wire "
+        "in one process) vs redis-server (Linux TCP over loopback); see the module docstring "
+        "and bench/PUBSUB_PERF.md.",
+        "comma list of redis, sluice (or memif), wire (default all); redis means both "
+        "generator modes unless --redis-modes says otherwise",
+        "--redis-modes",
+        "linux-pubsub-load's modes against Redis: epoll (sleep in epoll_wait), spin (--spin, "
+        "busy-poll); default both")
     ap.add_argument("--subs", default="1,10,100,1000",
                     help="subscriber counts (default 1,10,100,1000)")
     ap.add_argument("--sizes", default="16,1024", help="payload sizes, >= 16 (default 16,1024)")
@@ -523,18 +424,7 @@ def parse_args(argv):
     ap.add_argument("--copy-below", type=int, default=0,
                     help="sluice-broker's --copy-below: payloads shorter than this are copied "
                          "into each frame instead of shared by reference (default 0: never)")
-    ap.add_argument("--json", default=os.path.join(HERE, "pubsub_results.json"),
-                    help="results file (default bench/pubsub_results.json)")
-    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
-    ap.add_argument("--dry-run", action="store_true", help="print the command lines, run nothing")
-    ap.add_argument("--max-foreign", type=float, default=0.15,
-                    help="a run during which other processes used more than this many cores "
-                         "of the two CPUs is noisy: redone, then kept and flagged * (default "
-                         "0.15)")
-    ap.add_argument("--retries", type=int, default=2,
-                    help="times a noisy run is redone (default 2)")
-    ap.add_argument("--keep-logs", action="store_true",
-                    help="keep the work dir with every process's stdout/stderr")
+    add_common_tail(ap, "pubsub_results.json")
     a = ap.parse_args(argv)
     if not a.duration > 0 or a.runs < 1 or a.retries < 0 or not 1 <= a.window <= 65536 \
             or not 0 <= a.lag <= 65536:
@@ -542,21 +432,16 @@ def parse_args(argv):
                  "--lag 0..65536")
     a.subs = int_list(a.subs, "--subs", 1, 100000, ap)
     a.sizes = int_list(a.sizes, "--sizes", 16, 1 << 20, ap)
-    if not os.path.isabs(a.build):
-        a.build = os.path.abspath(a.build if os.path.isdir(a.build)
-                                  else os.path.join(ROOT, a.build))
-    only = set(x.strip() for x in (a.only or "redis,sluice,wire").split(",") if x.strip())
+    resolve_build(a)
+    only = comma_set(a.only or "redis,sluice,wire")
     if not only or only - {"redis", "sluice", "memif", "wire"}:
         ap.error(f"--only: redis, sluice (memif), wire (got {a.only})")
     if "memif" in only:
         only = (only - {"memif"}) | {"sluice"}
-    modes = set(x.strip() for x in a.redis_modes.split(",") if x.strip())
+    modes = comma_set(a.redis_modes)
     if not modes or modes - {"epoll", "spin"}:
         ap.error("--redis-modes: epoll, spin")
-    a.systems = [s for s in ALL_SYSTEMS
-                 if (s == "redis" and "redis" in only and "epoll" in modes)
-                 or (s == "redis-spin" and "redis" in only and "spin" in modes)
-                 or (s in SLUICE_SYSTEMS and s in only)]
+    a.systems = pick_systems(ALL_SYSTEMS, only, modes, "redis", SLUICE_SYSTEMS)
     if a.redis_server is None:
         a.redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
     a.redis_server = os.path.abspath(a.redis_server)
@@ -575,98 +460,33 @@ def redis_version(path):
 
 def main(argv=None):
     a = parse_args(sys.argv[1:] if argv is None else argv)
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        log("need 2 CPUs: the generator on the first, the server on the second")
+    plan = bench_plan(Plan, a, "the generator on the first, the server on the second")
+    if plan is None:
         return 2
-    plan = Plan(a, cpus)
     wls = workloads(a)
     if a.dry_run:
-        print(f"# CPUs: generator {plan.client_cpu}, server {plan.server_cpu}; "
-              f"{a.runs} run(s) of {fmt_secs(a.duration)} s each, alternating")
-        for w in wls:
-            for s in a.systems:
-                for role, cmd in plan.commands(s, w).items():
-                    print(f"# {w['name']} {s} {role}")
-                    print(shlex.join(cmd))
-        return 0
-    workdir = tempfile.mkdtemp(prefix="sluice-pubsub-bench-")
-    try:
-        return run_all(a, plan, wls, cpus, workdir)
-    finally:
-        Proc.stop_all()
-        if a.keep_logs:
-            log(f"kept {workdir}")
-        else:
-            subprocess.run(["rm", "-rf", "--", workdir], timeout=30)
+        return dry_run(a, plan, wls, "generator", lambda w: a.systems)
+    return in_workdir(a, "sluice-pubsub-bench-",
+                      lambda workdir: run_all(a, plan, wls, workdir))
 
 
-def run_all(a, plan, wls, cpus, workdir):
-    interrupted = [False]
-
-    def on_signal(signum, frame):
-        interrupted[0] = True
-        raise KeyboardInterrupt
-
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM,
-                                                           signal.SIGHUP)}
-    os.sched_setaffinity(0, {plan.client_cpu})  # the runner sleeps; keep it off the server CPU
-    results = {w["name"]: {s: [] for s in a.systems} for w in wls}
-    start = time.monotonic()
-    rc = 0
-    try:
-        total = len(wls) * len(a.systems) * a.runs
-        n = 0
-        for w in wls:
-            for run in range(a.runs):
-                for s in a.systems:
-                    n += 1
-                    log(f"[{n}/{total}] {w['name']} {s} run {run + 1}/{a.runs}")
-                    for attempt in range(a.retries + 1):
-                        if attempt:
-                            time.sleep(1)
-                        rec = run_once(plan, s, w, run, workdir)
-                        rec["attempt"] = attempt
-                        if rec["ok"]:
-                            cpu = rec.get("cpu_cores", {})
-                            who = (f"process {cpu.get('process', '-')}" if s == "wire" else
-                                   f"server {cpu.get('server', '-')}, "
-                                   f"generator {cpu.get('client', '-')}")
-                            log(f"    {rec['line']}   (cpu: {who}, others "
-                                f"{rec.get('foreign_cores', '?')} cores)")
-                        else:
-                            log("    FAILED: " + rec["error"].replace("\n", "\n    "))
-                        if not (rec["ok"] and rec.get("noisy")):
-                            break
-                        log(f"    noisy: other processes used {rec['foreign_cores']} cores of "
-                            f"CPUs {sorted(plan.bench_cpus)}"
-                            + ("; again" if attempt < a.retries else "; kept, flagged *"))
-                    results[w["name"]][s].append(rec)
-    except KeyboardInterrupt:
-        interrupted[0] = True
-        rc = 130
-        log("interrupted: stopping everything")
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        Proc.stop_all()
+def run_all(a, plan, wls, workdir):
+    def cleanup():
         if os.geteuid() == 0:
             for s in SLUICE_SYSTEMS:
                 if s in a.systems:
                     sluice_cleanup(s)
-        os.sched_setaffinity(0, set(cpus))
-        for sig, h in old.items():
-            signal.signal(sig, h)
 
-    rows = comparisons(results, wls, a.systems)
-    meta = {
-        "tool": "bench/run_pubsub_bench.py",
-        "argv": sys.argv,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "hostname": platform.node(), "kernel": platform.release(), "git": git_revision(),
-        "dpdk": dpdk_version(), "redis": redis_version(a.redis_server),
-        "cpu_model": cpu_model(), "online_cpus": len(cpus),
-        "client_cpu": plan.client_cpu, "server_cpu": plan.server_cpu,
-        "duration_s": a.duration, "runs": a.runs, "systems": a.systems,
+    def cpu_note(system, cpu):
+        if system == "wire":
+            return f"process {cpu.get('process', '-')}"
+        return f"server {cpu.get('server', '-')}, generator {cpu.get('client', '-')}"
+
+    m = Matrix(a, plan, wls, workdir).run(run_once, lambda w: a.systems, cpu_note,
+                                                cleanup=cleanup)
+    rows = comparisons(m.results, wls, a.systems)
+    meta = m.meta("bench/run_pubsub_bench.py", {"redis": redis_version(a.redis_server)})
+    meta.update({
         "window": a.window, "lag": a.lag or a.window,
         "value": "delivered_per_s: deliveries to subscribers within the window, per second",
         "ratio": "median Sluice delivered/s / median of the better Redis mode (epoll or spin): "
@@ -677,22 +497,10 @@ def run_all(a, plan, wls, cpus, workdir):
                      "'process', broker and generator together)",
         "foreign_cores": "busy time of the two CPUs (/proc/stat) minus server and generator, "
                          "per second; > max_foreign: noisy (redone, then kept, flagged *)",
-        "max_foreign": a.max_foreign, "retries": a.retries,
-        "interrupted": interrupted[0], "elapsed_s": round(time.monotonic() - start, 1),
-    }
-    print(render_markdown(rows, a.systems) if a.markdown else render_text(rows, a.systems))
-    doc = {"meta": meta, "comparisons": rows,
-           "runs": [r for w in wls for s in a.systems for r in results[w["name"]][s]]}
-    if interrupted[0]:
-        log(f"interrupted: {a.json} left as it was")
-    elif any(results[w["name"]][s] for w in wls for s in a.systems):
-        with open(a.json, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-        log(f"wrote {a.json}")
-    if rc == 0 and any(not r["ok"] for r in doc["runs"]):
-        rc = 1
-    return rc
+    })
+    rendered = table_rows(rows, a.systems)
+    table = render_markdown(HEAD, rendered) if a.markdown else render_text(HEAD, rendered)
+    return m.finish(meta, rows, table)
 
 
 if __name__ == "__main__":

@@ -48,9 +48,10 @@ epoll_wait may use much less (see bench/TCP_PERF.md). Noise: the busy time of th
 where that exceeds --max-foreign cores (0.15) is redone up to --retries (2) times, then kept
 and flagged '*'.
 
-Bounded and clean: every process runs in its own session with a deadline (server ready: 10 s
-Linux, 60 s Sluice; client: --duration + 30 s Linux, + 60 s Sluice) and is stopped with SIGINT,
-then SIGKILL after 10 s; /run/sluice-bench-memif.sock and /var/run/dpdk/{slbs,slbc,slwb} are
+Bounded and clean (bench/bench_runner.py, shared with bench/run_pubsub_bench.py): every
+process runs in its own session with a deadline (server ready: 10 s Linux, 60 s Sluice;
+client: --duration + 30 s Linux, + 60 s Sluice) and is stopped with SIGINT, then SIGKILL
+after 10 s; /run/sluice-bench-memif.sock and /var/run/dpdk/{slbs,slbc,slwb} are
 removed before and after each run, also on failure and Ctrl-C. A missing or failing Sluice
 binary is recorded as a failed run (with the reason and its log's tail) and the runner goes
 on. net.ipv4.tcp_tw_reuse: the Linux cps client closes first, so its ports sit in TIME_WAIT;
@@ -61,27 +62,22 @@ reuse on loopback and is left alone). EADDRNOTAVAIL seen by the client is counte
 Exit status: 0 if every run worked, 1 if some failed, 2 on bad usage, 130 if interrupted.
 """
 
-import argparse
-import datetime
-import json
 import os
-import platform
 import re
 import shlex
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-# Shared with the UDP benchmark: EAL runtime-dir cleanup and machine facts.
-from run_bench import (cleanup_prefix, cpu_model, dpdk_version, git_revision,  # noqa: E402
-                       indent, log)
+# Process handling, CPU accounting, the run loop, tables and results (shared with the pub/sub
+# benchmark); EAL runtime-dir cleanup (the UDP benchmark's).
+from bench_runner import (MET, Matrix, PlanBase, Run, RunError, add_common_tail,  # noqa: E402
+                          bench_plan, cell_flags, check_built, cleanup_prefix, comma_set, dry_run,
+                          fmt_secs, in_workdir, indent, log, new_parser, pick_systems,
+                          render_markdown, render_text, resolve_build, summary_tail, unlink_socket)
 
 MEMIF_SOCK = "/run/sluice-bench-memif.sock"
 PREFIXES = {"server": "slbs", "client": "slbc", "wire": "slwb"}
@@ -92,8 +88,6 @@ ALL_SYSTEMS = ("linux", "linux-spin", "memif", "wire")
 SLUICE_SYSTEMS = ("memif", "wire")
 LINUX_READY_TIMEOUT, SLUICE_READY_TIMEOUT = 10.0, 60.0
 LINUX_CLIENT_SLACK, SLUICE_CLIENT_SLACK = 30.0, 60.0
-STOP_TIMEOUT = 10.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 LINE_RX = re.compile(r"^client: (rr|cps|bulk)((?: [A-Za-z_]+=\S+)+)\s*$", re.M)
 FIELDS = {"rr": ("conns", "size", "transactions", "seconds", "tps"),
@@ -126,20 +120,13 @@ def describe(w):
     return "bulk, 1 conn"
 
 
-def fmt_secs(s):
-    return f"{s:g}"
-
-
 # ---------------------------------------------------------------------------------------------
 # Command lines
 
 
-class Plan:
+class Plan(PlanBase):
     def __init__(self, a, cpus):
-        self.a = a
-        self.cpus = set(cpus)
-        self.client_cpu, self.server_cpu = cpus[0], cpus[1]
-        self.bench_cpus = {self.client_cpu, self.server_cpu}
+        super().__init__(a, cpus)
         self.linux_bin = os.path.join(a.build, "bench", "tcp", "linux-tcp-bench")
         self.echo_bin = os.path.join(a.build, "apps", "echo", "sluice-echo")
         self.wire_bin = os.path.join(a.build, "bench", "sluice-tcp-wire-bench")
@@ -193,156 +180,8 @@ class Plan:
         return self.wire(w)
 
 
-# ---------------------------------------------------------------------------------------------
-# Processes
-
-
-def proc_cpu_seconds(pid):
-    """utime + stime of the whole process (all threads), or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def cpu_ticks(cpus):
-    """{cpu: (busy, steal)} in seconds from /proc/stat (busy: user..softirq, not idle/iowait)."""
-    out = {}
-    try:
-        with open("/proc/stat") as f:
-            for ln in f:
-                name, *v = ln.split()
-                if not name.startswith("cpu") or name == "cpu":
-                    continue
-                c = int(name[3:])
-                if c in cpus:
-                    v = [int(x) for x in v]
-                    # user nice system idle iowait irq softirq steal
-                    out[c] = ((v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK, v[7] / CLK_TCK)
-    except (OSError, ValueError, IndexError):
-        pass
-    return out
-
-
-class Proc:
-    """A benchmark process in its own session; stdout and stderr to files; always stopped."""
-
-    live = []
-
-    def __init__(self, name, argv, workdir, tag, cpus):
-        self.name, self.argv, self.cpus = name, argv, cpus
-        self.out_path = os.path.join(workdir, f"{tag}.out")
-        self.err_path = os.path.join(workdir, f"{tag}.err")
-        self.p = None
-        self.rusage = None
-        self.started = None
-
-    def start(self):
-        cpus = self.cpus  # the runner pins itself; children get the whole mask back
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.p = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
-                                      stderr=err, start_new_session=True,
-                                      preexec_fn=lambda: os.sched_setaffinity(0, cpus))
-        self.started = time.monotonic()
-        Proc.live.append(self)
-
-    def _read(self, path):
-        try:
-            with open(path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-    def stdout(self):
-        return self._read(self.out_path)
-
-    def stderr(self):
-        return self._read(self.err_path)
-
-    def tail(self, n=12):
-        text = (self.stdout().rstrip() + "\n" + self.stderr().rstrip()).strip()
-        return "\n".join(text.splitlines()[-n:])
-
-    def reap(self, block=False):
-        """wait4 (for the rusage); True once the process has exited."""
-        if self.p.returncode is not None:
-            return True
-        try:
-            pid, status, ru = os.wait4(self.p.pid, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            self.p.poll()
-            return self.p.returncode is not None
-        if pid == 0:
-            return False
-        self.p.returncode = os.waitstatus_to_exitcode(status)
-        self.rusage = ru
-        return True
-
-    def alive(self):
-        return self.p is not None and not self.reap()
-
-    def wait(self, deadline):
-        """True if it exited before the deadline."""
-        while not self.reap():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-        return True
-
-    def wait_for(self, pattern, deadline):
-        """The first stdout line matching pattern; raises RunError on exit or deadline."""
-        rx = re.compile(pattern)
-        while True:
-            for ln in self.stdout().splitlines():
-                if rx.search(ln):
-                    return ln
-            if not self.alive():
-                raise RunError(f"{self.name} exited (rc {self.p.returncode}) before /{pattern}/"
-                               + ":\n" + indent(self.tail()))
-            if time.monotonic() >= deadline:
-                raise RunError(f"{self.name}: no /{pattern}/ within the deadline:\n"
-                               + indent(self.tail()))
-            time.sleep(0.02)
-
-    def stop(self, timeout=STOP_TIMEOUT):
-        """SIGINT, then SIGKILL (the whole session) after timeout. Idempotent; the exit code."""
-        if self.p is None:
-            return None
-        if not self.reap():
-            try:
-                self.p.send_signal(signal.SIGINT)
-            except OSError:
-                pass
-            if not self.wait(time.monotonic() + timeout):
-                log(f"  {self.name}: no exit {timeout:.0f} s after SIGINT, SIGKILL")
-                try:
-                    os.killpg(self.p.pid, signal.SIGKILL)
-                except OSError:
-                    self.p.kill()
-                self.wait(time.monotonic() + 5)
-        if self in Proc.live:
-            Proc.live.remove(self)
-        return self.p.returncode
-
-    @classmethod
-    def stop_all(cls):
-        for p in list(reversed(cls.live)):
-            p.stop()
-
-
-class RunError(Exception):
-    pass
-
-
 def sluice_cleanup():
-    try:
-        os.unlink(MEMIF_SOCK)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        log(f"  cannot remove {MEMIF_SOCK}: {e}")
+    unlink_socket(MEMIF_SOCK)
     for prefix in PREFIXES.values():
         cleanup_prefix(prefix)
 
@@ -376,18 +215,15 @@ def parse_client(text, w):
 
 
 def run_once(plan, system, w, run_index, workdir):
-    a = plan.a
-    tag = f"{w['name']}-{system}-{run_index}"
     rec = {"system": system, "workload": w["name"], "run": run_index, "ok": False}
     sluice = system in SLUICE_SYSTEMS
     cmds = plan.commands(system, w)
     rec["commands"] = {k: shlex.join(v) for k, v in cmds.items()}
-    server = client = None
-    t_start = time.monotonic()
-    try:
-        for role, argv in cmds.items():
-            if not (os.path.isfile(argv[0]) and os.access(argv[0], os.X_OK)):
-                raise RunError(f"not built: {os.path.relpath(argv[0], ROOT)}")
+    run = Run(plan, rec, workdir, f"{w['name']}-{system}-{run_index}")
+
+    def body():
+        nonlocal cmds
+        check_built(cmds)
         if sluice and os.geteuid() != 0:
             raise RunError("Sluice runs need root (DPDK)")
         if sluice:
@@ -395,9 +231,7 @@ def run_once(plan, system, w, run_index, workdir):
         ready_timeout = SLUICE_READY_TIMEOUT if sluice else LINUX_READY_TIMEOUT
         slack = SLUICE_CLIENT_SLACK if sluice else LINUX_CLIENT_SLACK
         if "server" in cmds:
-            server = Proc(f"{system} server", cmds["server"], workdir, tag + "-server",
-                          plan.cpus)
-            server.start()
+            server = run.start_server(f"{system} server", cmds["server"])
             ready = server.wait_for(r"ready", time.monotonic() + ready_timeout)
             rec["server_ready_s"] = round(time.monotonic() - server.started, 3)
             if system.startswith("linux"):
@@ -406,40 +240,12 @@ def run_once(plan, system, w, run_index, workdir):
                     raise RunError(f"no port= in the server's ready line: {ready}")
                 cmds = plan.commands(system, w, m.group(1))
                 rec["commands"]["client"] = shlex.join(cmds["client"])
-        client = Proc(f"{system} client", cmds["client"], workdir, tag + "-client", plan.cpus)
-        srv_cpu0 = proc_cpu_seconds(server.p.pid) if server else None
-        ticks0 = cpu_ticks(plan.bench_cpus)
-        client.start()
-        if not client.wait(time.monotonic() + a.duration + slack):
-            client.stop()
-            raise RunError(f"client did not finish within --duration + {slack:.0f} s:\n"
-                           + indent(client.tail()))
-        client_wall = time.monotonic() - client.started
-        srv_cpu1 = proc_cpu_seconds(server.p.pid) if server else None
-        ticks1 = cpu_ticks(plan.bench_cpus)
-        rec["client_rc"] = client.p.returncode
-        rec["client_wall_s"] = round(client_wall, 3)
-        cpu = {}
-        if client.rusage is not None and client_wall > 0:
-            cpu["client"] = round((client.rusage.ru_utime + client.rusage.ru_stime)
-                                  / client_wall, 3)
-        if srv_cpu0 is not None and srv_cpu1 is not None and client_wall > 0:
-            cpu["server"] = round((srv_cpu1 - srv_cpu0) / client_wall, 3)
-        rec["cpu_cores"] = cpu
-        # Noise: CPU time spent on our two CPUs by anything but the server and the client
-        # (other people's builds on a shared machine; also a little kernel softirq work and
-        # this runner's polling).
-        if client_wall > 0 and ticks0 and set(ticks0) == set(ticks1) and len(cpu) == len(cmds):
-            busy = sum(ticks1[c][0] - ticks0[c][0] for c in ticks0) / client_wall
-            steal = sum(ticks1[c][1] - ticks0[c][1] for c in ticks0) / client_wall
-            rec["foreign_cores"] = round(max(0.0, busy - sum(cpu.values())), 3)
-            rec["steal_cores"] = round(steal, 3)
-            rec["noisy"] = rec["foreign_cores"] > a.max_foreign
+        client = run.run_client(f"{system} client", cmds["client"], "client", slack)
         err = client.stderr()
         m = re.search(r"eaddrnotavail=(\d+)", err)
         if m:
             rec["eaddrnotavail"] = int(m.group(1))
-        server_died = server is not None and not server.alive()
+        server_died = run.server_died()
         if client.p.returncode != 0:
             raise RunError(f"client exited with {client.p.returncode}:\n" + indent(client.tail()))
         value, parsed = parse_client(client.stdout(), w)
@@ -448,31 +254,9 @@ def run_once(plan, system, w, run_index, workdir):
         rec.update(parsed)
         rec["value"] = value
         if server_died:
-            raise RunError(f"server exited during the run (rc {server.p.returncode}):\n"
-                           + indent(server.tail()))
-        rec["ok"] = True
-    except RunError as e:
-        rec["error"] = str(e)
-    except OSError as e:  # could not start it (exec format, permissions, ...)
-        rec["error"] = f"cannot run: {e}"
-    finally:
-        for p in (client, server):
-            if p is not None:
-                rc = p.stop()
-                if p is server:
-                    rec["server_rc"] = rc
-                    if rec["ok"] and rc not in (0, None):
-                        rec["ok"] = False
-                        rec["error"] = (f"server exited with {rc} after SIGINT:\n"
-                                        + indent(server.tail()))
-        if server is not None:
-            rec["server_tail"] = server.tail(6)
-        if client is not None:
-            rec["client_tail"] = client.tail(6)
-        if sluice:
-            sluice_cleanup()
-        rec["elapsed_s"] = round(time.monotonic() - t_start, 2)
-    return rec
+            raise run.server_died_error()
+
+    return run.execute(body, sluice_cleanup if sluice else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,15 +269,7 @@ def summarize(runs):
     if vals:
         s.update(median=statistics.median(vals), min=min(vals), max=max(vals))
         s["noisy"] = sum(1 for r in runs if r.get("ok") and r.get("noisy"))
-    else:
-        errs = [r.get("error", "") for r in runs]
-        s["error"] = errs[0].splitlines()[0] if errs and errs[0] else "no run"
-    cpus = [r["cpu_cores"] for r in runs if r.get("ok") and r.get("cpu_cores")]
-    for role in ("server", "client"):
-        v = [c[role] for c in cpus if role in c]
-        if v:
-            s[f"cpu_{role}"] = round(statistics.median(v), 3)
-    return s
+    return summary_tail(s, runs, [r for r in runs if r.get("ok")], ("server", "client"))
 
 
 def comparisons(results, wls, systems):
@@ -543,11 +319,7 @@ def cell(s, kind, with_range=True):
     txt = fmt_value(s["median"], kind)
     if with_range and s["ok"] > 1:
         txt += f" ({fmt_value(s['min'], kind)}-{fmt_value(s['max'], kind)})"
-    if s.get("noisy"):
-        txt += "*"
-    if s["ok"] < s["runs"]:
-        txt += f" [{s['runs'] - s['ok']} failed]"
-    return txt
+    return cell_flags(s, txt)
 
 
 def table_rows(rows, wls):
@@ -566,7 +338,7 @@ def table_rows(rows, wls):
             if f"{s}_ratio" in r:
                 c += f" = {r[f'{s}_ratio']:.2f}x"
             sl.append(c)
-        met = {True: "met", False: "not met", None: "-"}[r["target_met"]]
+        met = MET[r["target_met"]]
         out.append([f"{r['description']} [{r['unit']}]", " / ".join(lin) or "not run",
                     *sl, f"{r['target']}: {met}"])
     return out
@@ -576,41 +348,18 @@ HEAD = ["workload", "Linux (epoll / spin)", "Sluice memif (x Linux)", "Sluice wi
         "target"]
 
 
-def render_markdown(rows, wls):
-    lines = ["| " + " | ".join(HEAD) + " |", "|" + "|".join(["---"] * len(HEAD)) + "|"]
-    for r in table_rows(rows, wls):
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in r) + " |")
-    return "\n".join(lines)
-
-
-def render_text(rows, wls):
-    body = table_rows(rows, wls)
-    widths = [max(len(x[i]) for x in [HEAD] + body) for i in range(len(HEAD))]
-    fmt = "  ".join("{:<%d}" % wd for wd in widths)
-    lines = [fmt.format(*HEAD), "-" * (sum(widths) + 2 * (len(widths) - 1))]
-    lines += [fmt.format(*r) for r in body]
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------------------------
 # Main
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(
-        description="TCP benchmark: Sluice (memif, in-memory wire) vs Linux TCP over loopback "
-                    "(see the module docstring and bench/TCP_PERF.md).",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default="build", help="the build directory (default build)")
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
-    ap.add_argument("--runs", type=int, default=3,
-                    help="runs of each system, alternating; the median is reported (default 3)")
-    ap.add_argument("--only", default=None,
-                    help="comma list of linux, memif, wire (default: all); linux means both "
-                         "Linux modes unless --linux-modes says otherwise")
-    ap.add_argument("--linux-modes", default="epoll,spin",
-                    help="Linux modes: epoll (sleep in epoll_wait), spin (busy-poll with "
-                         "--spin); default both")
+    ap = new_parser(
+        "TCP benchmark: Sluice (memif, in-memory wire) vs Linux TCP over loopback (see the "
+        "module docstring and bench/TCP_PERF.md).",
+        "comma list of linux, memif, wire (default: all); linux means both Linux modes unless "
+        "--linux-modes says otherwise",
+        "--linux-modes",
+        "Linux modes: epoll (sleep in epoll_wait), spin (busy-poll with --spin); default both")
     ap.add_argument("--workloads", default="rr1,rr64,rr1024,cps,bulk,bulk-zc",
                     help="comma list of rr1, rr64, rr1024, cps, bulk, bulk-zc (default all; "
                          "bulk-zc borrows bulk's Linux runs)")
@@ -622,38 +371,21 @@ def parse_args(argv):
                          "ephemeral-port search (default 4; see bench/TCP_PERF.md)")
     ap.add_argument("--bulk-size", type=int, default=65536,
                     help="linux-tcp-bench's write size for bulk (default 65536)")
-    ap.add_argument("--json", default=os.path.join(HERE, "tcp_results.json"),
-                    help="results file (default bench/tcp_results.json)")
-    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
-    ap.add_argument("--dry-run", action="store_true", help="print the command lines, run nothing")
-    ap.add_argument("--max-foreign", type=float, default=0.15,
-                    help="a run during which other processes used more than this many cores "
-                         "of the two CPUs is noisy: redone, then kept and flagged * (default "
-                         "0.15)")
-    ap.add_argument("--retries", type=int, default=2,
-                    help="times a noisy run is redone (default 2)")
-    ap.add_argument("--keep-logs", action="store_true",
-                    help="keep the work dir with every process's stdout/stderr")
+    add_common_tail(ap, "tcp_results.json")
     a = ap.parse_args(argv)
     if not a.duration > 0 or a.runs < 1 or a.cps_conns < 1 or a.bulk_size < 1 \
             or a.retries < 0 or not 0 <= a.linux_cps_sources <= 250:
         ap.error("--duration, --runs, --cps-conns, --bulk-size must be positive, --retries >= 0, "
                  "--linux-cps-sources 0..250")
-    # Relative to the current directory if it is there, else to the repository.
-    if not os.path.isabs(a.build):
-        a.build = os.path.abspath(a.build if os.path.isdir(a.build)
-                                  else os.path.join(ROOT, a.build))
-    only = set(x.strip() for x in (a.only or "linux,memif,wire").split(",") if x.strip())
+    resolve_build(a)
+    only = comma_set(a.only or "linux,memif,wire")
     bad = only - {"linux", "memif", "wire"}
     if bad or not only:
         ap.error(f"--only: linux, memif, wire (got {a.only})")
-    modes = set(x.strip() for x in a.linux_modes.split(",") if x.strip())
+    modes = comma_set(a.linux_modes)
     if not modes or modes - {"epoll", "spin"}:
         ap.error("--linux-modes: epoll, spin")
-    a.systems = [s for s in ALL_SYSTEMS
-                 if (s == "linux" and "linux" in only and "epoll" in modes)
-                 or (s == "linux-spin" and "linux" in only and "spin" in modes)
-                 or (s in only and s in SLUICE_SYSTEMS)]
+    a.systems = pick_systems(ALL_SYSTEMS, only, modes, "linux", SLUICE_SYSTEMS)
     names = [x.strip() for x in a.workloads.split(",") if x.strip()]
     known = [w["name"] for w in workloads(a)]
     if not names or set(names) - set(known):
@@ -682,50 +414,26 @@ def tw_reuse_set(v):
 
 def main(argv=None):
     a = parse_args(sys.argv[1:] if argv is None else argv)
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        log("need 2 CPUs: client on the first, server on the second")
+    plan = bench_plan(Plan, a, "client on the first, server on the second")
+    if plan is None:
         return 2
-    plan = Plan(a, cpus)
     wls = [w for w in workloads(a) if w["name"] in a.workload_names]
+
+    def systems_of(w):  # a workload with an anchor runs only Sluice
+        return [s for s in a.systems if not (w.get("anchor") and s.startswith("linux"))]
+
     if a.dry_run:
-        print(f"# CPUs: client {plan.client_cpu}, server {plan.server_cpu}; "
-              f"{a.runs} run(s) of {fmt_secs(a.duration)} s each, alternating")
-        for w in wls:
-            for s in a.systems:
-                if w.get("anchor") and s.startswith("linux"):
-                    continue
-                for role, cmd in plan.commands(s, w).items():
-                    print(f"# {w['name']} {s} {role}")
-                    print(shlex.join(cmd))
-        return 0
-    workdir = tempfile.mkdtemp(prefix="sluice-tcp-bench-")
-    try:
-        return run_all(a, plan, wls, cpus, workdir)
-    finally:
-        Proc.stop_all()
-        if a.keep_logs:
-            log(f"kept {workdir}")
-        else:
-            subprocess.run(["rm", "-rf", "--", workdir], timeout=30)
+        return dry_run(a, plan, wls, "client", systems_of)
+    return in_workdir(a, "sluice-tcp-bench-",
+                      lambda workdir: run_all(a, plan, wls, workdir, systems_of))
 
 
-def run_all(a, plan, wls, cpus, workdir):
-    interrupted = [False]
-
-    def on_signal(signum, frame):
-        interrupted[0] = True
-        raise KeyboardInterrupt
-
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM,
-                                                           signal.SIGHUP)}
-    os.sched_setaffinity(0, {plan.client_cpu})  # the runner sleeps; keep it off the server CPU
+def run_all(a, plan, wls, workdir, systems_of):
     tw0 = tw_reuse_get()
     tw_changed = False
-    results = {w["name"]: {s: [] for s in a.systems} for w in wls}
-    start = time.monotonic()
-    rc = 0
-    try:
+
+    def prepare():
+        nonlocal tw_changed
         if any(s.startswith("linux") for s in a.systems) and \
                 any(w["kind"] == "cps" for w in wls) and tw0 == 0:
             if tw_reuse_set(1):
@@ -733,80 +441,30 @@ def run_all(a, plan, wls, cpus, workdir):
                 log("net.ipv4.tcp_tw_reuse 0 -> 1 for the run (restored at the end)")
             else:
                 log("warning: tcp_tw_reuse is 0: the Linux cps client may run out of ports")
-        def systems_of(w):  # a workload with an anchor runs only Sluice
-            return [s for s in a.systems if not (w.get("anchor") and s.startswith("linux"))]
 
-        total = sum(len(systems_of(w)) for w in wls) * a.runs
-        n = 0
-        for w in wls:
-            for run in range(a.runs):
-                for s in systems_of(w):
-                    n += 1
-                    log(f"[{n}/{total}] {w['name']} {s} run {run + 1}/{a.runs}")
-                    for attempt in range(a.retries + 1):
-                        if attempt:
-                            time.sleep(1)
-                        rec = run_once(plan, s, w, run, workdir)
-                        rec["attempt"] = attempt
-                        if rec["ok"]:
-                            cpu = rec.get("cpu_cores", {})
-                            log(f"    {rec['line']}   (cpu: server {cpu.get('server', '-')}, "
-                                f"client {cpu.get('client', '-')}, others "
-                                f"{rec.get('foreign_cores', '?')} cores)")
-                        else:
-                            log("    FAILED: " + rec["error"].replace("\n", "\n    "))
-                        if not (rec["ok"] and rec.get("noisy")):
-                            break
-                        log(f"    noisy: other processes used {rec['foreign_cores']} cores of "
-                            f"CPUs {sorted(plan.bench_cpus)}"
-                            + ("; again" if attempt < a.retries else "; kept, flagged *"))
-                    results[w["name"]][s].append(rec)
-    except KeyboardInterrupt:
-        interrupted[0] = True
-        rc = 130
-        log("interrupted: stopping everything")
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        Proc.stop_all()
+    def cleanup():
         if any(s in SLUICE_SYSTEMS for s in a.systems) and os.geteuid() == 0:
             sluice_cleanup()
         if tw_changed:
             tw_reuse_set(tw0)
-        os.sched_setaffinity(0, set(cpus))
-        for sig, h in old.items():
-            signal.signal(sig, h)
 
-    rows = comparisons(results, wls, a.systems)
-    meta = {
-        "tool": "bench/run_tcp_bench.py",
-        "argv": sys.argv,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "hostname": platform.node(), "kernel": platform.release(), "git": git_revision(),
-        "dpdk": dpdk_version(), "cpu_model": cpu_model(), "online_cpus": len(cpus),
-        "client_cpu": plan.client_cpu, "server_cpu": plan.server_cpu,
-        "duration_s": a.duration, "runs": a.runs, "systems": a.systems,
+    def cpu_note(system, cpu):
+        return f"server {cpu.get('server', '-')}, client {cpu.get('client', '-')}"
+
+    m = Matrix(a, plan, wls, workdir).run(run_once, systems_of, cpu_note, prepare, cleanup)
+    rows = comparisons(m.results, wls, a.systems)
+    meta = m.meta("bench/run_tcp_bench.py")
+    meta.update({
         "tcp_tw_reuse": tw0, "tcp_tw_reuse_changed": tw_changed,
         "linux_cps_sources": a.linux_cps_sources,
         "ratio": "median Sluice / median of the better Linux mode (epoll or spin)",
         "cpu_cores": "CPU time / wall time over the client's lifetime, per process",
         "foreign_cores": "busy time of the two CPUs (/proc/stat) minus server and client, "
                          "per second; > max_foreign: noisy (redone, then kept, flagged *)",
-        "max_foreign": a.max_foreign, "retries": a.retries,
-        "interrupted": interrupted[0], "elapsed_s": round(time.monotonic() - start, 1),
-    }
-    print(render_markdown(rows, wls) if a.markdown else render_text(rows, wls))
-    doc = {"meta": meta, "comparisons": rows,
-           "runs": [r for w in wls for s in a.systems for r in results[w["name"]][s]]}
-    if interrupted[0]:
-        log(f"interrupted: {a.json} left as it was")
-    elif any(results[w["name"]][s] for w in wls for s in a.systems):
-        with open(a.json, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-        log(f"wrote {a.json}")
-    if rc == 0 and any(not r["ok"] for r in doc["runs"]):
-        rc = 1
-    return rc
+    })
+    table = render_markdown(HEAD, table_rows(rows, wls)) if a.markdown else \
+        render_text(HEAD, table_rows(rows, wls))
+    return m.finish(meta, rows, table)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 // sluice-tcp-wire-bench: Sluice TCP against Sluice TCP over the in-memory wire
 // (pmd::Wire, two net_ring ports back to back), client and server engines on two cores of
-// one process, each the run-to-completion loop of engine/runtime.hpp reduced to one port:
-//   RX burst -> Stack::input (TCP) -> Tcp::dispatch (app) -> app poll -> Tcp::flush -> TX
+// one process, each the run-to-completion loop of engine/runtime.hpp reduced to one port
+// (bench/wire_loop.hpp, shared with sluice-pubsub-wire-bench):
+//   RX burst -> Stack::input (TCP) -> timers -> app poll -> Tcp::dispatch/flush -> TX
+// (a TX burst the wire takes only in part: the rest is dropped at once, TCP retransmits it)
 // The apps are sluice-echo's (apps/echo): the client prints the same result lines as
 // sluice-echo and linux-tcp-bench, so bench/run_tcp_bench.py reads all three alike.
 //
@@ -10,11 +12,9 @@
 // The wire is a trusted link by default (pmd::PortConfig::trusted_link): like Linux's
 // loopback, no checksum is computed; --verify-checksums computes and verifies them in
 // software on both ends.
-#include <atomic>
-#include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,6 +24,7 @@
 #include <rte_lcore.h>
 
 #include "apps/echo/echo.hpp"
+#include "bench/wire_loop.hpp"
 #include "engine/eal.hpp"
 #include "engine/runtime.hpp"
 #include "pmd/wire.hpp"
@@ -32,60 +33,7 @@ using namespace sluice;
 
 namespace {
 
-struct Side {
-    const char* name;
-    pmd::Port* port;
-    proto::Stack stack;
-    proto::Tcp tcp;
-    apps::Echo* app;
-    uint64_t polls = 0, busy = 0, cycles_busy = 0, pkts = 0, pkts_timed = 0;
-};
-
-int side_loop(void* arg) {
-    Side& s = *static_cast<Side*>(arg);
-    rte_mbuf* pkts[64];
-    const uint64_t tick = rte_get_tsc_hz() / 1000;
-    uint64_t next_timer = rte_rdtsc();
-    s.app->start(s.tcp, rte_rdtsc());
-    std::atomic<bool>& stop = engine::stop_flag();
-    while (!stop.load(std::memory_order_relaxed)) {
-        const uint64_t now = rte_rdtsc();
-        s.polls++;
-        const uint16_t n = s.port->rx(0, pkts, 64);
-        bool busy = n != 0;
-        if (n) {
-            s.pkts += n;
-            s.stack.input(pkts, n, now, *s.app);
-        }
-        if (now >= next_timer) {
-            s.stack.poll_timers(now);
-            s.tcp.poll(now);
-            next_timer = now + tick;
-        }
-        s.app->poll(s.tcp, now);
-        if (s.tcp.has_work()) {
-            busy = true;
-            s.tcp.dispatch(*s.app);
-            s.tcp.flush(now);
-            if (s.tcp.events_pending()) s.tcp.dispatch(*s.app);
-        }
-        proto::TxBatch& tx = s.stack.tx();
-        if (tx.size()) {
-            uint64_t sw = 0;
-            const uint16_t sent = s.port->tx(0, tx.data(), tx.size(), &sw);
-            if (sent < tx.size()) rte_pktmbuf_free_bulk(tx.data() + sent, tx.size() - sent);
-            tx.clear();
-        }
-        if (busy) {
-            // Timed on one busy iteration in 16 (a rdtsc is some 30 cycles).
-            if ((s.busy++ & 15) == 0) {
-                s.cycles_busy += rte_rdtsc() - now;
-                s.pkts_timed += n;
-            }
-        }
-    }
-    return 0;
-}
+using Side = bench::WireSide<apps::Echo>;
 
 void usage() {
     fprintf(stderr,
@@ -152,15 +100,7 @@ int main(int argc, char** argv) {
     // More connections than the default table holds, and TIME-WAIT slots for --cps.
     client.tcp.max_conns = server.tcp.max_conns = 65536;
 
-    engine::EalPlan plan;
-    if (eal_args.empty()) {
-        plan = engine::private_eal_plan("sluice-tcp-wire-bench", 1024);
-        plan.args.push_back("-l");
-        plan.args.push_back("0,1");
-    } else {
-        plan.args.push_back("sluice-tcp-wire-bench");
-        plan.args.insert(plan.args.end(), eal_args.begin(), eal_args.end());
-    }
+    const engine::EalPlan plan = bench::wire_eal_plan("sluice-tcp-wire-bench", eal_args);
     engine::Eal eal;
     if (eal.init(plan) != 0) return 1;
     const unsigned server_lcore = rte_get_next_lcore(rte_get_main_lcore(), 1, 0);
@@ -183,16 +123,14 @@ int main(int argc, char** argv) {
             rte_mempool_free(pool);
             return 1;
         }
-        auto* cs = new Side{"client", &wire.a(), {}, {}, nullptr};
-        auto* ss = new Side{"server", &wire.b(), {}, {}, nullptr};
+        auto cs = std::make_unique<Side>();
+        auto ss = std::make_unique<Side>();
+        cs->name = "client";
+        cs->port = &wire.a();
+        ss->name = "server";
+        ss->port = &wire.b();
         proto::StackConfig cc, sc;
-        cc.mac = {{0x02, 0, 0, 0, 0, 1}};
-        sc.mac = {{0x02, 0, 0, 0, 0, 2}};
-        engine::parse_ipv4("198.18.0.1", cc.ip);
-        engine::parse_ipv4("198.18.0.2", sc.ip);
-        cc.prefix_len = sc.prefix_len = 24;
-        cc.mtu = sc.mtu = mtu;
-        cc.tsc_hz = sc.tsc_hz = rte_get_tsc_hz();
+        bench::wire_stack_configs(mtu, cc, sc);
         client.dst = sc.ip;
         uint8_t secret[16];
         for (uint8_t& b : secret) b = uint8_t(rand());
@@ -217,34 +155,18 @@ int main(int argc, char** argv) {
             cs->stack.arp_learned({sc.ip, sc.mac}, now);
             ss->stack.arp_learned({cc.ip, cc.mac}, now);
             engine::install_signal_handlers();
-            rte_eal_remote_launch(side_loop, ss, server_lcore);
+            rte_eal_remote_launch(bench::wire_side_loop<apps::Echo>, ss.get(), server_lcore);
             // The server listens before the client's first SYN: give it a moment.
             rte_delay_ms(20);
-            side_loop(cs);
+            bench::wire_side_loop<apps::Echo>(cs.get());
             rte_eal_mp_wait_lcore();
             rc = capp.exit_code();
-            for (Side* s : {cs, ss}) {
-                const double per = s->pkts_timed ? double(s->cycles_busy) / double(s->pkts_timed) : 0;
-                fprintf(stderr,
-                        "%s: packets_in=%" PRIu64 " busy_polls=%" PRIu64
-                        " cycles_per_packet_in=%.0f segs_out=%" PRIu64 " retransmits=%" PRIu64 "\n",
-                        s->name, s->pkts, s->busy, per, s->tcp.counters().segs_out,
-                        s->tcp.counters().retransmits);
-                if (s->stack.counters().total_drops() || s->tcp.counters().bad_checksum) {
-                    fprintf(stderr, "%s: drops:", s->name);
-                    for (unsigned i = 0; i < proto::kDropCount; ++i)
-                        if (s->stack.counters().drops[i])
-                            fprintf(stderr, " %s=%" PRIu64, proto::kDropNames[i],
-                                    s->stack.counters().drops[i]);
-                    fprintf(stderr, " tcp_bad_checksum=%" PRIu64 "\n",
-                            s->tcp.counters().bad_checksum);
-                }
-            }
+            for (const Side* s : {cs.get(), ss.get()}) bench::print_wire_side(*s, false);
         } else {
             rc = 1;
         }
-        delete cs;
-        delete ss;
+        cs.reset();
+        ss.reset();
         wire.close();
         if (small) {
             if (rte_mempool_in_use_count(small))

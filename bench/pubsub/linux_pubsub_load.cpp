@@ -18,14 +18,10 @@
 // Exit status: 0 if every message reached every subscriber in order, 1 otherwise (or on
 // errors, printed on stderr), 2 on bad usage.
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sched.h>
-#include <signal.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,15 +36,12 @@
 #include <vector>
 
 #include "bench/pubsub/pubsub_load.hpp"
+#include "bench/tcp/linux_sockets.hpp"
 
 namespace sluice::bench {
 namespace {
 
-volatile sig_atomic_t g_stop = 0;
-
-void on_signal(int) {
-    g_stop = 1;
-}
+using namespace linux_sockets;
 
 uint64_t now_ns() {
     timespec ts;
@@ -71,41 +64,6 @@ void usage() {
             "           [--setup-timeout S] [--drain-timeout S]\n");
 }
 
-bool parse_long(const char* s, long lo, long hi, long* out) {
-    if (s == nullptr || *s == '\0') return false;
-    char* end = nullptr;
-    errno = 0;
-    const long v = strtol(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-bool parse_seconds(const char* s, double* out) {
-    if (s == nullptr || *s == '\0') return false;
-    char* end = nullptr;
-    errno = 0;
-    const double v = strtod(s, &end);
-    if (errno != 0 || *end != '\0' || !(v > 0) || v > 1e6) return false;
-    *out = v;
-    return true;
-}
-
-bool parse_addr(const char* s, sockaddr_in* out) {
-    const std::string_view t(s);
-    const size_t colon = t.rfind(':');
-    if (colon == std::string_view::npos) return false;
-    const std::string ip(t.substr(0, colon)), port(t.substr(colon + 1));
-    long p = 0;
-    if (!parse_long(port.c_str(), 1, 65535, &p)) return false;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(uint16_t(p));
-    if (inet_pton(AF_INET, ip.c_str(), &a.sin_addr) != 1) return false;
-    *out = a;
-    return true;
-}
-
 // 0, or 2 on bad usage (printed).
 int parse_args(int argc, char** argv, Options& o) {
     for (int i = 1; i < argc; ++i) {
@@ -117,7 +75,7 @@ int parse_args(int argc, char** argv, Options& o) {
         };
         long x = 0;
         if (a == "--connect") {
-            if (!v || !parse_addr(v, &o.addr)) return bad("IPv4:PORT");
+            if (!v || !parse_addr(v, 1, &o.addr)) return bad("IPv4:PORT");
             o.addr_text = v;
         } else if (a == "--subs") {
             if (!parse_long(v, 1, PubSubLoad::kMaxSubs, &x)) return bad("1..100000");
@@ -163,26 +121,6 @@ int parse_args(int argc, char** argv, Options& o) {
         return 2;
     }
     return 0;
-}
-
-bool pin(int cpu) {
-    if (cpu < 0) return true;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof set, &set) != 0) {
-        fprintf(stderr, "linux-pubsub-load: sched_setaffinity(cpu %d): %s\n", cpu, strerror(errno));
-        return false;
-    }
-    return true;
-}
-
-void raise_fd_limit() {
-    rlimit r{};
-    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
-        r.rlim_cur = r.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &r);
-    }
 }
 
 struct Conn {
@@ -237,9 +175,7 @@ bool LinuxLoad::set_events(uint32_t id, uint32_t ev) {
 
 void LinuxLoad::connected(uint32_t id, uint64_t now) {
     Conn& c = conns_[id];
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    const int err = socket_error(c.fd);
     if (err != 0) {
         char what[96];
         snprintf(what, sizeof what, "connect %s (connection %u)", o_.addr_text.c_str(), id);
@@ -320,15 +256,12 @@ int LinuxLoad::run() {
     conns_.resize(core_.conns());
     for (uint32_t id = 0; id < core_.conns() && !core_.done(); ++id) {
         Conn& c = conns_[id];
-        c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        c.fd = nodelay_socket();
         if (c.fd < 0) {
             core_.fail("socket", strerror(errno));
             break;
         }
-        int one = 1;
-        setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (connect(c.fd, reinterpret_cast<const sockaddr*>(&o_.addr), sizeof o_.addr) != 0 &&
-            errno != EINPROGRESS) {
+        if (!begin_connect(c.fd, o_.addr)) {
             char what[96];
             snprintf(what, sizeof what, "connect %s (connection %u)", o_.addr_text.c_str(), id);
             core_.fail(what, strerror(errno));
@@ -372,14 +305,9 @@ int main(int argc, char** argv) {
     using namespace sluice::bench;
     Options o;
     if (const int rc = parse_args(argc, argv, o); rc != 0) return rc;
-    if (!pin(o.cpu)) return 1;
+    if (!pin("linux-pubsub-load", o.cpu)) return 1;
     raise_fd_limit();
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
-    signal(SIGPIPE, SIG_IGN);
+    set_signals();
     LinuxLoad load(o);
     return load.run();
 }

@@ -4,7 +4,7 @@
 // on its own lcore, as sluice-tcp-wire-bench (bench/tcp_wire_bench.cpp) runs the echo apps:
 //   client (main lcore, 198.18.0.1): the generator; server (next lcore, 198.18.0.2:6379): the
 //   broker, one worker, no inter-core bus (Config::bus = nullptr: single-core);
-// per side the run-to-completion loop
+// per side the run-to-completion loop of bench/wire_loop.hpp (the TCP wire bench's)
 //   RX burst -> Stack::input (TCP) -> timers -> app poll -> Tcp::dispatch/flush -> TX.
 // It isolates Sluice (stack + broker) from the transport: no memif, no second process.
 //
@@ -22,10 +22,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +37,7 @@
 #include "apps/broker/broker.hpp"
 #include "bench/pubsub/pubsub_load.hpp"
 #include "bench/pubsub/sluice_pubsub_app.hpp"
+#include "bench/wire_loop.hpp"
 #include "engine/eal.hpp"
 #include "engine/runtime.hpp"
 #include "pmd/wire.hpp"
@@ -51,100 +50,7 @@ constexpr const char* kProg = "sluice-pubsub-wire-bench";
 constexpr uint64_t kTxHoldMs = 10;  // a full wire: wait, then drop (engine::Runtime's)
 
 template <class App>
-struct Side {
-    const char* name;
-    pmd::Port* port;
-    App* app = nullptr;
-    proto::Stack stack;
-    proto::Tcp tcp;
-    std::atomic<bool> started{false};  // app.start() has run (the broker listens)
-    uint64_t polls = 0, busy = 0, cycles_busy = 0, pkts = 0, pkts_timed = 0;
-    uint64_t tx_busy = 0, tx_dropped = 0;
-};
-
-template <class App>
-int side_loop(void* arg) {
-    Side<App>& s = *static_cast<Side<App>*>(arg);
-    rte_mbuf* pkts[64];
-    const uint64_t tick = rte_get_tsc_hz() / 1000;
-    const uint64_t hold = tick * kTxHoldMs;
-    uint64_t next_timer = rte_rdtsc();
-    uint64_t tx_full_since = 0;
-    s.app->start(s.tcp, rte_rdtsc());
-    s.started.store(true, std::memory_order_release);
-    std::atomic<bool>& stop = engine::stop_flag();
-    while (!stop.load(std::memory_order_relaxed)) {
-        const uint64_t now = rte_rdtsc();
-        s.polls++;
-        const uint16_t n = s.port->rx(0, pkts, 64);
-        bool busy = n != 0;
-        if (n) {
-            s.pkts += n;
-            s.stack.input(pkts, n, now, *s.app);
-        }
-        if (now >= next_timer) {
-            s.stack.poll_timers(now);
-            s.tcp.poll(now);
-            next_timer = now + tick;
-        }
-        s.app->poll(s.tcp, now);
-        if (s.tcp.has_work()) {
-            busy = true;
-            s.tcp.dispatch(*s.app);
-            s.tcp.flush(now);
-            if (s.tcp.events_pending()) s.tcp.dispatch(*s.app);
-        }
-        proto::TxBatch& tx = s.stack.tx();
-        if (const uint16_t nt = tx.size()) {
-            uint64_t sw = 0;
-            const uint16_t sent = s.port->tx(0, tx.data(), nt, &sw);
-            if (sent < nt) {
-                // The wire's ring is full: the rest waits at the front of the batch (TCP sees
-                // the batch full and waits), dropped only after kTxHoldMs.
-                if (tx_full_since == 0 || now - tx_full_since < hold) {
-                    if (tx_full_since == 0) tx_full_since = now;
-                    memmove(tx.data(), tx.data() + sent, (nt - sent) * sizeof(rte_mbuf*));
-                    tx.resize(uint16_t(nt - sent));
-                    s.tx_busy++;
-                } else {
-                    rte_pktmbuf_free_bulk(tx.data() + sent, nt - sent);
-                    s.tx_dropped += nt - sent;
-                    tx.clear();
-                    tx_full_since = 0;
-                }
-            } else {
-                tx.clear();
-                tx_full_since = 0;
-            }
-        }
-        if (busy) {
-            // Timed on one busy iteration in 16 (a rdtsc is some 30 cycles).
-            if ((s.busy++ & 15) == 0) {
-                s.cycles_busy += rte_rdtsc() - now;
-                s.pkts_timed += n;
-            }
-        }
-    }
-    return 0;
-}
-
-template <class App>
-void print_side(const Side<App>& s) {
-    const double per = s.pkts_timed ? double(s.cycles_busy) / double(s.pkts_timed) : 0;
-    fprintf(stderr,
-            "%s: packets_in=%" PRIu64 " busy_polls=%" PRIu64
-            " cycles_per_packet_in=%.0f segs_out=%" PRIu64 " retransmits=%" PRIu64
-            " tx_busy=%" PRIu64 " tx_dropped=%" PRIu64 "\n",
-            s.name, s.pkts, s.busy, per, s.tcp.counters().segs_out, s.tcp.counters().retransmits,
-            s.tx_busy, s.tx_dropped);
-    if (s.stack.counters().total_drops() || s.tcp.counters().bad_checksum) {
-        fprintf(stderr, "%s: drops:", s.name);
-        for (unsigned i = 0; i < proto::kDropCount; ++i)
-            if (s.stack.counters().drops[i])
-                fprintf(stderr, " %s=%" PRIu64, proto::kDropNames[i], s.stack.counters().drops[i]);
-        fprintf(stderr, " tcp_bad_checksum=%" PRIu64 "\n", s.tcp.counters().bad_checksum);
-    }
-}
+using Side = bench::WireSide<App>;
 
 // Every mbuf of `p` back? Warns otherwise; frees it either way.
 void check_and_free(rte_mempool* p) {
@@ -230,15 +136,7 @@ int main(int argc, char** argv) {
         }
     }
 
-    engine::EalPlan plan;
-    if (eal_args.empty()) {
-        plan = engine::private_eal_plan(kProg, 1024);
-        plan.args.push_back("-l");
-        plan.args.push_back("0,1");
-    } else {
-        plan.args.push_back(kProg);
-        plan.args.insert(plan.args.end(), eal_args.begin(), eal_args.end());
-    }
+    const engine::EalPlan plan = bench::wire_eal_plan(kProg, eal_args);
     engine::Eal eal;
     if (eal.init(plan) != 0) return 1;
     const unsigned server_lcore = rte_get_next_lcore(rte_get_main_lcore(), 1, 0);
@@ -262,13 +160,7 @@ int main(int argc, char** argv) {
             return 1;
         }
         proto::StackConfig cc, sc;
-        cc.mac = {{0x02, 0, 0, 0, 0, 1}};
-        sc.mac = {{0x02, 0, 0, 0, 0, 2}};
-        engine::parse_ipv4("198.18.0.1", cc.ip);
-        engine::parse_ipv4("198.18.0.2", sc.ip);
-        cc.prefix_len = sc.prefix_len = 24;
-        cc.mtu = sc.mtu = mtu;
-        cc.tsc_hz = sc.tsc_hz = rte_get_tsc_hz();
+        bench::wire_stack_configs(mtu, cc, sc);
 
         apps::broker::Broker::Config bcfg;
         bcfg.listen_port = 6379;
@@ -287,9 +179,11 @@ int main(int argc, char** argv) {
         cs->name = "client";
         cs->port = &wire.a();
         cs->app = capp.get();
+        cs->tx_hold_ms = kTxHoldMs;
         ss->name = "server";
         ss->port = &wire.b();
         ss->app = sapp.get();
+        ss->tx_hold_ms = kTxHoldMs;
 
         uint8_t secret[16];
         for (uint8_t& b : secret) b = uint8_t(rand());
@@ -311,7 +205,8 @@ int main(int argc, char** argv) {
             ss->stack.arp_learned({cc.ip, cc.mac}, now);
             engine::install_signal_handlers();
             std::atomic<bool>& stop = engine::stop_flag();
-            rte_eal_remote_launch(side_loop<apps::broker::Broker>, ss.get(), server_lcore);
+            rte_eal_remote_launch(bench::wire_side_loop<apps::broker::Broker>, ss.get(),
+                                  server_lcore);
             // The broker listens before the generator's first SYN.
             const uint64_t deadline = rte_rdtsc() + 30 * rte_get_tsc_hz();
             while (!ss->started.load(std::memory_order_acquire) && !stop.load() &&
@@ -322,7 +217,7 @@ int main(int argc, char** argv) {
                 stop.store(true);
                 rc = 1;
             } else {
-                side_loop<bench::SluicePubSub>(cs.get());
+                bench::wire_side_loop<bench::SluicePubSub>(cs.get());
             }
             rte_eal_mp_wait_lcore();
             if (rc == 0) rc = capp->exit_code();
@@ -333,8 +228,8 @@ int main(int argc, char** argv) {
             fflush(stdout);
             sapp->print_summary();
             fflush(stdout);
-            print_side(*cs);
-            print_side(*ss);
+            bench::print_wire_side(*cs, true);
+            bench::print_wire_side(*ss, true);
         } else {
             rc = 1;
         }

@@ -50,10 +50,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
-#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,18 +64,17 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/tcp/linux_sockets.hpp"
+
 namespace {
 
-volatile sig_atomic_t g_stop = 0;
+using namespace sluice::bench::linux_sockets;
+
 bool g_spin = false;
 // --sources A.B.C.D,N: client connections bound round-robin to N consecutive source addresses.
 uint32_t g_source_first = 0;  // host order
 uint32_t g_source_count = 0;
 uint32_t g_source_next = 0;
-
-void on_signal(int) {
-    g_stop = 1;
-}
 
 double now_s() {
     timespec ts;
@@ -126,42 +123,6 @@ void usage() {
         "  --spin: epoll_wait with a zero timeout (busy polling) instead of sleeping\n");
 }
 
-bool parse_long(const char* s, long lo, long hi, long* out) {
-    if (s == nullptr || *s == '\0') return false;
-    char* end = nullptr;
-    errno = 0;
-    long v = std::strtol(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-bool parse_double(const char* s, double* out) {
-    if (s == nullptr || *s == '\0') return false;
-    char* end = nullptr;
-    errno = 0;
-    double v = std::strtod(s, &end);
-    if (errno != 0 || *end != '\0' || !(v > 0) || v > 1e6) return false;
-    *out = v;
-    return true;
-}
-
-bool parse_addr(const char* s, sockaddr_in* out) {
-    std::string_view t(s);
-    auto colon = t.rfind(':');
-    if (colon == std::string_view::npos) return false;
-    std::string ip(t.substr(0, colon));
-    std::string port(t.substr(colon + 1));
-    long p = 0;
-    if (!parse_long(port.c_str(), 0, 65535, &p)) return false;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(p));
-    if (inet_pton(AF_INET, ip.c_str(), &a.sin_addr) != 1) return false;
-    *out = a;
-    return true;
-}
-
 // Returns 0 on success, 2 on bad usage (after printing why).
 int parse_args(int argc, char** argv, Options* o) {
     if (argc < 2) {
@@ -185,11 +146,11 @@ int parse_args(int argc, char** argv, Options* o) {
             return 2;
         };
         if (server && a == "--listen") {
-            if (v == nullptr || !parse_addr(v, &o->addr)) return bad("want IPv4:PORT");
+            if (v == nullptr || !parse_addr(v, 0, &o->addr)) return bad("want IPv4:PORT");
             o->addr_text = v;
             ++i;
         } else if (!server && a == "--connect") {
-            if (v == nullptr || !parse_addr(v, &o->addr)) return bad("want IPv4:PORT");
+            if (v == nullptr || !parse_addr(v, 0, &o->addr)) return bad("want IPv4:PORT");
             o->addr_text = v;
             ++i;
         } else if (server && a == "--discard") {
@@ -202,7 +163,7 @@ int parse_args(int argc, char** argv, Options* o) {
             o->cpu = static_cast<int>(c);
             ++i;
         } else if (a == "--duration") {
-            if (!parse_double(v, &o->duration)) return bad("want seconds > 0");
+            if (!parse_seconds(v, &o->duration)) return bad("want seconds > 0");
             have_duration = true;
             ++i;
         } else if (!server && a == "--rr") {
@@ -280,41 +241,6 @@ int parse_args(int argc, char** argv, Options* o) {
         return 2;
     }
     return 0;
-}
-
-bool pin(int cpu) {
-    if (cpu < 0) return true;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof set, &set) != 0) {
-        std::fprintf(stderr, "linux-tcp-bench: sched_setaffinity(cpu %d): %s\n", cpu,
-                     std::strerror(errno));
-        return false;
-    }
-    return true;
-}
-
-void raise_fd_limit() {
-    rlimit r{};
-    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
-        r.rlim_cur = r.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &r);
-    }
-}
-
-void set_signals() {
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
-    signal(SIGPIPE, SIG_IGN);
-}
-
-bool set_nodelay(int fd) {
-    int one = 1;
-    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0;
 }
 
 bool epoll_set(int ep, int op, int fd, uint32_t events) {
@@ -511,9 +437,8 @@ int run_server(const Options& o) {
 
 // Starts a non-blocking connect; returns the fd, or -1 with errno set.
 int start_connect(const sockaddr_in& addr) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = nodelay_socket();
     if (fd < 0) return -1;
-    set_nodelay(fd);
     if (g_source_count > 0) {
         // Bind the address only; connect() picks the port for the 4-tuple.
         int one = 1;
@@ -528,21 +453,13 @@ int start_connect(const sockaddr_in& addr) {
             return -1;
         }
     }
-    if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 &&
-        errno != EINPROGRESS) {
+    if (!begin_connect(fd, addr)) {
         int e = errno;
         close(fd);
         errno = e;
         return -1;
     }
     return fd;
-}
-
-int socket_error(int fd) {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
-    return err;
 }
 
 enum class Phase { idle, connecting, sending, receiving };
@@ -924,7 +841,7 @@ int run_bulk(const Options& o) {
 int main(int argc, char** argv) {
     Options o;
     if (int rc = parse_args(argc, argv, &o); rc != 0) return rc;
-    if (!pin(o.cpu)) return 1;
+    if (!pin("linux-tcp-bench", o.cpu)) return 1;
     g_spin = o.spin;
     g_source_first = o.source_first;
     g_source_count = o.source_count;
