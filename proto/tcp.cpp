@@ -925,7 +925,12 @@ void Tcp::input_conn(TcpConn* c, Seg& s, uint64_t now) {
     uint32_t slen = s.len + ((s.flags & kSyn) ? 1 : 0) + ((s.flags & kFin) ? 1 : 0);
     bool acceptable;
     if (slen == 0) {
-        acceptable = rwnd == 0 ? s.seq == c->rcv_nxt : seq_in(s.seq, c->rcv_nxt, c->rcv_nxt + rwnd);
+        // RCV.NXT =< SEG.SEQ =< RCV.NXT + RCV.WND: the right edge included, as Linux
+        // (tcp_sequence) and the BSDs do. A peer that has filled our window up to its right
+        // edge numbers its pure ACKs SND.NXT, which is that edge while a hole keeps RCV.NXT
+        // back: RFC 9293's "< RCV.NXT + RCV.WND" drops them unread, window updates included
+        // (and its zero-window probes, SND.UNA - 1, are unacceptable too: a deadlock).
+        acceptable = seq_in(s.seq, c->rcv_nxt, c->rcv_nxt + rwnd + 1);
     } else {
         acceptable = rwnd != 0 && (seq_in(s.seq, c->rcv_nxt, c->rcv_nxt + rwnd) ||
                                    seq_in(s.seq + slen - 1, c->rcv_nxt, c->rcv_nxt + rwnd));
@@ -1953,13 +1958,16 @@ void Tcp::output(TcpConn* c, uint64_t now) {
     }
     if (c->ack_now && !sent_any) send_ack(c, now);
     // Timers: retransmission while anything is outstanding (RFC 6298 5.1: started if not
-    // running), persist when the peer's window is closed with data waiting (RFC 9293 3.8.6.1).
+    // running), persist when data waits with nothing in flight: the peer's window is closed
+    // (RFC 9293 3.8.6.1), or open but too small for SWS avoidance (RFC 1122 4.2.3.4's
+    // override timeout). Either way no ACK is coming to move it, and the update that opens
+    // it may have been lost.
     if (c->snd_una != c->snd_max &&
         !(c->snd_wnd == 0 && c->rtx_kind == TcpConn::rtx_persist && c->rtx_timer.armed())) {
         // (A zero-window probe outstanding stays under the persist timer: probing goes on
         // while the peer answers, RFC 9293 3.8.6.1.)
         if (c->rtx_kind != TcpConn::rtx_rto || !c->rtx_timer.armed()) arm_rto(c, true);
-    } else if (c->snd_wnd == 0 && c->sq_bytes) {
+    } else if (c->sq_bytes) {
         if (c->rtx_kind != TcpConn::rtx_persist || !c->rtx_timer.armed()) {
             c->rtx_kind = TcpConn::rtx_persist;
             wheel_.arm(&c->rtx_timer, wheel_.now() + persist_interval(c));
@@ -2385,6 +2393,17 @@ void Tcp::timer_fired(TcpConn* c, uint64_t now) {
             // RFC 9293 3.8.6.1: probe the zero window with one byte; back off, never give up
             // while the peer answers.
             ctr_.persist_probes++;
+            if (c->sq_bytes && c->snd_wnd != 0 && c->snd_una == c->snd_max) {
+                // An open window too small for SWS avoidance, nothing in flight: the override
+                // (RFC 1122 4.2.3.4 (4); Linux's tcp_write_wakeup, BSD's persist): send what
+                // fits; its ACK brings the peer's window, and the retransmission timer
+                // covers it.
+                const uint32_t len = std::min({c->sq_bytes, c->snd_mss, c->snd_wnd});
+                if (send_segment(c, c->snd_nxt, len, kAck, now, false)) {
+                    arm_rto(c, true);
+                    return;
+                }
+            }
             if (c->sq_bytes && c->snd_wnd == 0) {
                 if (c->snd_una == c->snd_max)
                     send_segment(c, c->snd_nxt, 1, kAck, now, false);
