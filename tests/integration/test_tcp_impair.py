@@ -20,6 +20,7 @@ import sluice_harness as h
 FULL = os.environ.get("SLUICE_FULL_TCP") == "1"
 IMPAIR_MB = float(os.environ.get("SLUICE_TCP_IMPAIR_MB", "50" if FULL else "5"))
 ECHO_PORT = 7
+STALL_S = os.environ.get("SLUICE_TCP_IMPAIR_STALL", "60")  # diagnostics: a shorter bound
 
 
 class ImpairedEchoTest(h.AppTestCase):
@@ -35,7 +36,7 @@ class ImpairedEchoTest(h.AppTestCase):
         # 30 s whose cause is not yet understood: the bound is 60 s until it is.
         deadline = 90.0 + 20.0 * IMPAIR_MB
         r = env.tcp_tool("bulk", "--dst", h.REFLECTOR_IP, "--port", str(ECHO_PORT), "--bytes",
-                         str(size), "--seed", str(seed), "--stall", "60", "--deadline",
+                         str(size), "--seed", str(seed), "--stall", STALL_S, "--deadline",
                          str(deadline), timeout=deadline + 30)
         stats, drops = env.stats(), env.drops()
         tcp = h.wait_tcp_idle(env, timeout=15)
@@ -47,6 +48,14 @@ class ImpairedEchoTest(h.AppTestCase):
               f"({r.get('mb_per_s')} MB/s); linux retransmits {r['total_retrans']}; "
               f"faults {faults}; sluice tcp {tcp_summary}; longest stall "
               f"{r['longest_stall_s']} s")
+        if r["error"] or (r["bytes_sent"], r["bytes_received"]) != (size, size):
+            # Diagnostics: every counter, and the app's exit summary (it prints it on SIGINT).
+            print(f"FAILED transfer: {r}\nall tcp counters: {tcp}\n"
+                  f"nonzero stats: { {k: v for k, v in stats.items() if v} }\n"
+                  f"nonzero drops: { {k: v for k, v in drops.items() if v} }", flush=True)
+            env.stop()
+            print(f"{env.app_name} exit {env.returncode}; its output:\n"
+                  + "\n".join(env.stdout_lines + env.stderr_lines), flush=True)
         self.assertIsNone(r["error"], r)
         self.assertTrue(r["connected"], r)
         self.assertEqual((r["bytes_sent"], r["bytes_received"]), (size, size), r)
