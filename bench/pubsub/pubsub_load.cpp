@@ -407,19 +407,25 @@ bool PubSubLoad::sub_skip(uint32_t id, Sub& s, const uint8_t*& p, size_t& n) {
     return true;
 }
 
+// One step of the subscriber's reader over [p, p + n) (advanced): at most one frame, handed
+// to sub_frame. false: the stream is broken, or the frame failed a check.
+bool PubSubLoad::sub_step(uint32_t id, Sub& s, const uint8_t*& p, size_t& n, uint64_t now) {
+    const size_t k = s.rd.step(p, n);
+    p += k;
+    n -= k;
+    if (s.rd.error()) {
+        char what[64];
+        snprintf(what, sizeof what, "subscriber %u: bad stream", id);
+        fail(what, s.rd.error());
+        return false;
+    }
+    return !s.rd.frame_ready() || sub_frame(id, s, s.rd.frame(), now);
+}
+
 // The reader over all of [p, p + n): frames the fast path did not take.
 bool PubSubLoad::sub_slow(uint32_t id, Sub& s, const uint8_t* p, size_t n, uint64_t now) {
     while (n) {
-        const size_t k = s.rd.step(p, n);
-        p += k;
-        n -= k;
-        if (s.rd.error()) {
-            char what[64];
-            snprintf(what, sizeof what, "subscriber %u: bad stream", id);
-            fail(what, s.rd.error());
-            return false;
-        }
-        if (s.rd.frame_ready() && !sub_frame(id, s, s.rd.frame(), now)) return false;
+        if (!sub_step(id, s, p, n, now)) return false;
     }
     return true;
 }
@@ -473,16 +479,7 @@ bool PubSubLoad::sub_data(uint32_t id, Sub& s, const uint8_t* p, size_t n, uint6
             }
         }
         // Anything else, one frame at a time (the fast path may take the next one).
-        const size_t k = s.rd.step(p, n);
-        p += k;
-        n -= k;
-        if (s.rd.error()) {
-            char what[64];
-            snprintf(what, sizeof what, "subscriber %u: bad stream", id);
-            fail(what, s.rd.error());
-            return false;
-        }
-        if (s.rd.frame_ready() && !sub_frame(id, s, s.rd.frame(), now)) return false;
+        if (!sub_step(id, s, p, n, now)) return false;
     }
     if (phase_ == Phase::draining) maybe_drained(now);
     return !done() || error_.empty();

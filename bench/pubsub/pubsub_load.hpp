@@ -217,6 +217,7 @@ class PubSubLoad {
     };
 
     bool sub_data(uint32_t id, Sub& s, const uint8_t* p, size_t n, uint64_t now);
+    bool sub_step(uint32_t id, Sub& s, const uint8_t*& p, size_t& n, uint64_t now);
     bool sub_slow(uint32_t id, Sub& s, const uint8_t* p, size_t n, uint64_t now);
     bool sub_skip(uint32_t id, Sub& s, const uint8_t*& p, size_t& n);
     bool pub_data(const uint8_t* p, size_t n);
