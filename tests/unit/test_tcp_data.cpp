@@ -313,7 +313,23 @@ TEST_F(TcpData, ManySmallPiecesAreCopiedIntoOneSegment) {
     const TcpSeg s = tx_one();
     EXPECT_EQ(s.payload, all);
     EXPECT_EQ(tctr().gather_copies, before + 1);
-    // Three pieces are gathered by reference as before.
+    // Three pieces averaging under Tcp::kMinGatherPiece bytes are copied too.
+    pack_ += uint32_t(all.size());
+    rx_ack(pack_);
+    Bytes three;
+    for (int i = 0; i < 3; ++i) {
+        const Bytes piece = pattern(100, uint8_t(40 + i));
+        rte_mbuf* m = rte_pktmbuf_alloc(unit_pool());
+        ASSERT_NE(m, nullptr);
+        memcpy(rte_pktmbuf_append(m, uint16_t(piece.size())), piece.data(), piece.size());
+        ASSERT_EQ(tcp().send(conn_, m), 0);
+        three.insert(three.end(), piece.begin(), piece.end());
+    }
+    step();
+    EXPECT_EQ(tx_one().payload, three);
+    EXPECT_EQ(tctr().gather_copies, before + 2);
+    all = three;
+    // Three pieces of 600 bytes are gathered by reference.
     for (int i = 0; i < 3; ++i) {
         rte_mbuf* m = rte_pktmbuf_alloc(unit_pool());
         ASSERT_NE(m, nullptr);
@@ -323,10 +339,10 @@ TEST_F(TcpData, ManySmallPiecesAreCopiedIntoOneSegment) {
     step();
     auto v = tx_segs();
     ASSERT_EQ(v.size(), 2u);  // 1800 bytes: one MSS and the rest
-    EXPECT_EQ(tctr().gather_copies, before + 1);
+    EXPECT_EQ(tctr().gather_copies, before + 2);
     pack_ += uint32_t(all.size()) + 1800;
     rx_ack(pack_);
-    EXPECT_EQ(stats().bytes_sent, all.size() + 1800);
+    EXPECT_EQ(stats().bytes_sent, 30u * 40 + all.size() + 1800);
 }
 
 }  // namespace sluice::test
