@@ -279,6 +279,8 @@ void Broker::start(Tcp& tcp, uint64_t now) {
         snprintf(name, sizeof name, "brk_out_%u", worker_);
         out_ = engine::create_pool(name, kOutPool, int(rte_socket_id()),
                                    uint16_t(RTE_PKTMBUF_HEADROOM + 256));
+        frame_cap_ =
+            std::min(clones_ ? clones_->size : kClonePool, out_ ? out_->size : kOutPool) / 4;
         if (clones_) engine::adopt_pool(clones_);
         if (out_) engine::adopt_pool(out_);
         if (!clones_ || !out_) {
@@ -351,6 +353,7 @@ void Broker::free_client(Client* cl) {
     cl->pending_acks = 0;
     cl->credited = 0;
     cl->soft_since = 0;
+    cl->avg_frame = 0;
     free_.push_back(cl->sid);
 }
 
@@ -814,6 +817,8 @@ bool Broker::deliver_frame(Client& sub, std::string_view kind, const std::string
         sub.out.put_chain(ref);
     }
     ctr_.delivered++;
+    const uint32_t frame = (n ? n : uint32_t(channel.size() + kind.size() + 32)) + payload_len + 2;
+    sub.avg_frame = sub.avg_frame ? (sub.avg_frame * 7 + frame) / 8 : frame;
     mark_dirty(sub);
     check_limits(sub, now_);
     return true;
@@ -1233,9 +1238,9 @@ void Broker::check_limits(Client& cl, uint64_t now) {
     if (!cl.conn || cl.dead || !cl.subscribed()) return;
     const uint64_t used = uint64_t(cl.out.size()) + cl.conn->sq_bytes;
     const uint64_t hard = lim_hard(), soft = lim_soft();
-    if (hard && used >= hard) {
+    if ((hard && used >= hard) || (cl.avg_frame && used / cl.avg_frame > frame_cap_)) {
         ctr_.slow_disconnects++;
-        kill_later(cl, "output above the hard limit");
+        kill_later(cl, "output above the hard limit, or holding too many frames");
     } else if (soft && used >= soft) {
         if (!cl.soft_since) {
             cl.soft_since = now ? now : 1;

@@ -110,6 +110,7 @@ class Broker {
         uint32_t pending_acks = 0;  // directory updates other cores have not acknowledged
         uint32_t credited = 0;      // unparsed bytes already given back to the receive window
         uint64_t soft_since = 0;    // TSC when the output went above the soft limit, or 0
+        uint32_t avg_frame = 0;     // bytes per message frame, averaged (check_limits)
 
         uint32_t n_subs() const { return uint32_t(subs[0].size() + subs[1].size()); }
         bool subscribed() const { return n_subs() + subs[2].size() != 0; }
@@ -196,7 +197,11 @@ class Broker {
     uint64_t next_limits_check_ = 0;
     BrokerCounters ctr_;
     uint32_t window_ = 0;  // the receive window TCP offers (TcpConfig::rcv_buf)
-    char lower_[64];       // the command name, lowercased
+    // The most message frames one client may hold (a quarter of the fan-out pools): each holds
+    // mbufs, so with small messages the pools would run dry long before the byte limits, and
+    // other subscribers would lose their messages to one slow reader.
+    uint64_t frame_cap_ = UINT64_MAX;
+    char lower_[64];  // the command name, lowercased
 };
 
 }  // namespace sluice::apps::broker
