@@ -155,8 +155,7 @@ class LinuxLoad {
     int ep_ = -1;
     std::vector<Conn> conns_;
     std::vector<uint8_t> rbuf_;
-    std::vector<uint8_t> out_;  // the publisher's unsent bytes: out_[head_, tail_)
-    size_t head_ = 0, tail_ = 0;
+    PublishBuffer out_;  // the publisher's unsent bytes
 };
 
 bool LinuxLoad::set_events(uint32_t id, uint32_t ev) {
@@ -216,19 +215,11 @@ void LinuxLoad::readable(uint32_t id) {
 void LinuxLoad::pump(uint64_t now) {
     Conn& c = conns_[PubSubLoad::kPublisher];
     if (c.fd < 0 || !c.connected) return;
-    if (head_ == tail_) head_ = tail_ = 0;
-    if (core_.publishing()) {
-        if (out_.size() - tail_ < core_.publish_len() && head_ > 0) {
-            memmove(out_.data(), out_.data() + head_, tail_ - head_);
-            tail_ -= head_;
-            head_ = 0;
-        }
-        tail_ += core_.fill_publishes(out_.data() + tail_, out_.size() - tail_, now);
-    }
-    while (head_ < tail_) {
-        const ssize_t w = send(c.fd, out_.data() + head_, tail_ - head_, MSG_NOSIGNAL);
+    out_.refill(core_, now);
+    while (out_.size()) {
+        const ssize_t w = send(c.fd, out_.data(), out_.size(), MSG_NOSIGNAL);
         if (w > 0) {
-            head_ += size_t(w);
+            out_.consume(size_t(w));
             continue;
         }
         if (w < 0 && errno == EINTR) continue;
@@ -236,7 +227,7 @@ void LinuxLoad::pump(uint64_t now) {
         lost(PubSubLoad::kPublisher, w < 0 ? strerror(errno) : "send returned 0");
         return;
     }
-    set_events(PubSubLoad::kPublisher, head_ < tail_ ? EPOLLIN | EPOLLOUT : EPOLLIN);
+    set_events(PubSubLoad::kPublisher, out_.size() ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
 int LinuxLoad::run() {
@@ -250,9 +241,7 @@ int LinuxLoad::run() {
         return 1;
     }
     rbuf_.resize(256 * 1024);
-    // Room for a window of commands (at most 8 MiB, at least one command).
-    const size_t len = core_.publish_len();
-    out_.resize(std::max<size_t>(len, std::min<size_t>(size_t(8) << 20, len * o_.load.window)));
+    out_.size_for(core_, o_.load.window);
     conns_.resize(core_.conns());
     for (uint32_t id = 0; id < core_.conns() && !core_.done(); ++id) {
         Conn& c = conns_[id];

@@ -49,6 +49,8 @@
 #include <cstdio>
 #include <string>
 #include <string_view>
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 namespace sluice::bench {
@@ -255,6 +257,35 @@ class PubSubLoad {
     bool drained_ = false;
     LatencyHistogram hist_;
     std::string error_;
+};
+
+// The publisher's unsent bytes, [head, tail) of one buffer sized for a window of commands
+// (at most 8 MiB, at least one), refilled from the core by either transport.
+class PublishBuffer {
+  public:
+    void size_for(const PubSubLoad& core, uint32_t window) {
+        const size_t len = core.publish_len();
+        buf_.resize(std::max<size_t>(len, std::min<size_t>(size_t(8) << 20, len * window)));
+    }
+    // Moves what is unsent to the front when a command would not fit, then takes as many
+    // PUBLISH commands as the core allows.
+    void refill(PubSubLoad& core, uint64_t now) {
+        if (head_ == tail_) head_ = tail_ = 0;
+        if (!core.publishing()) return;
+        if (buf_.size() - tail_ < core.publish_len() && head_ > 0) {
+            memmove(buf_.data(), buf_.data() + head_, tail_ - head_);
+            tail_ -= head_;
+            head_ = 0;
+        }
+        tail_ += core.fill_publishes(buf_.data() + tail_, buf_.size() - tail_, now);
+    }
+    const uint8_t* data() const { return buf_.data() + head_; }
+    size_t size() const { return tail_ - head_; }
+    void consume(size_t n) { head_ += n; }
+
+  private:
+    std::vector<uint8_t> buf_;
+    size_t head_ = 0, tail_ = 0;
 };
 
 }  // namespace sluice::bench

@@ -80,8 +80,7 @@ class SluicePubSub {
     bool started_ = false, finished_ = false;
     PubSubLoad core_;
     std::vector<Slot> slots_;
-    std::vector<uint8_t> out_;  // the publisher's bytes not yet taken by TCP: [head_, tail_)
-    size_t head_ = 0, tail_ = 0;
+    PublishBuffer out_;  // the publisher's bytes not yet taken by TCP
 };
 
 inline void SluicePubSub::start(proto::Tcp& tcp, uint64_t now) {
@@ -94,8 +93,7 @@ inline void SluicePubSub::start(proto::Tcp& tcp, uint64_t now) {
         return;
     }
     started_ = true;
-    const size_t len = core_.publish_len();
-    out_.resize(std::max<size_t>(len, std::min<size_t>(size_t(8) << 20, len * cfg_.load.window)));
+    out_.size_for(core_, cfg_.load.window);
     slots_.resize(core_.conns());
     for (uint32_t id = 0; id < core_.conns(); ++id) {
         Slot& s = slots_[id];
@@ -160,19 +158,11 @@ inline void SluicePubSub::on_tcp_closed(proto::Tcp&, proto::TcpConn* c, proto::T
 inline void SluicePubSub::pump(proto::Tcp& tcp, uint64_t now) {
     Slot& p = slots_[PubSubLoad::kPublisher];
     if (!p.c || !p.up) return;
-    if (head_ == tail_) head_ = tail_ = 0;
-    if (core_.publishing()) {
-        if (out_.size() - tail_ < core_.publish_len() && head_ > 0) {
-            memmove(out_.data(), out_.data() + head_, tail_ - head_);
-            tail_ -= head_;
-            head_ = 0;
-        }
-        tail_ += core_.fill_publishes(out_.data() + tail_, out_.size() - tail_, now);
-    }
-    while (head_ < tail_) {
-        const int n = tcp.send_copy(p.c, out_.data() + head_, uint32_t(tail_ - head_));
+    out_.refill(core_, now);
+    while (out_.size()) {
+        const int n = tcp.send_copy(p.c, out_.data(), uint32_t(out_.size()));
         if (n <= 0) return;  // on_tcp_writable resumes (or the connection is gone)
-        head_ += size_t(n);
+        out_.consume(size_t(n));
     }
 }
 
