@@ -135,7 +135,9 @@ int main(int argc, char** argv) {
         uint8_t secret[16];
         for (uint8_t& b : secret) b = uint8_t(rand());
         client.tcp.mss = server.tcp.mss = uint16_t(mtu - 40);
-        apps::Echo capp(client, 0), sapp(server, 0);
+        // Each app on its own cache lines (the two lcores write their apps' counters).
+        alignas(RTE_CACHE_LINE_SIZE) apps::Echo capp(client, 0);
+        alignas(RTE_CACHE_LINE_SIZE) apps::Echo sapp(server, 0);
         cs->app = &capp;
         ss->app = &sapp;
         const uint64_t now = rte_rdtsc();

@@ -26,9 +26,11 @@
 
 namespace sluice::bench {
 
-// One end: its port of the wire, its stack and TCP, its app (not owned).
+// One end: its port of the wire, its stack and TCP, its app (not owned). Cache-line aligned:
+// each side's loop writes its counters every iteration, and a line shared with the other
+// side's fields would bounce between the two cores.
 template <class App>
-struct WireSide {
+struct alignas(RTE_CACHE_LINE_SIZE) WireSide {
     const char* name = nullptr;
     pmd::Port* port = nullptr;
     App* app = nullptr;

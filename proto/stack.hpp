@@ -172,6 +172,10 @@ class Stack {
     uint64_t icmp_tokens_ = 0;
     uint64_t icmp_last_ = 0;
     uint64_t now_ = 0;
+    // Where a received frame's first byte usually is, from the mbuf's start (sizeof(rte_mbuf) +
+    // private area + headroom), learned from the packets seen; 0 before the first.
+    uint32_t rx_data_hint_ = 0;
+    static constexpr uint32_t kRxDataHintMax = 4096;  // a power of two; beyond: wrapped, harmless
     uint16_t ip_id_ = 1;
     ArpFact learned_[kLearnedMax];
     unsigned learned_n_ = 0;
@@ -196,6 +200,19 @@ void Stack::input(rte_mbuf** pkts, uint16_t n, uint64_t now, App& app) {
     now_ = now;
     counters_.rx_packets += n;  // per burst; bytes still need each packet
     constexpr uint16_t kPrefetchAhead = 3;
+    // The first packets' mbuf and headers are fetched at once, in parallel: the header lines
+    // at the offset where the last packets' data began, rather than after buf_addr and
+    // data_off have been read (one cache miss after another, each a transfer from the core
+    // that wrote the packet). A wrong guess costs a useless prefetch; mtod below is exact.
+    if (const uint32_t hint = rx_data_hint_) {
+        for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i) {
+            char* base = reinterpret_cast<char*>(pkts[i]);
+            rte_prefetch0(base);
+            rte_prefetch0(base + hint);
+            rte_prefetch0(base + hint + RTE_CACHE_LINE_SIZE);
+            rte_prefetch0(base + hint + 2 * RTE_CACHE_LINE_SIZE);
+        }
+    }
     for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i)
         rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
     for (uint16_t i = 0; i < n; ++i) {
@@ -203,6 +220,8 @@ void Stack::input(rte_mbuf** pkts, uint16_t n, uint64_t now, App& app) {
             rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
         rte_mbuf* m = pkts[i];
         counters_.rx_bytes += m->pkt_len;
+        rx_data_hint_ = uint32_t(rte_pktmbuf_mtod(m, char*) - reinterpret_cast<char*>(m)) &
+                        (kRxDataHintMax - 1);
         if (unlikely(m->data_len < kEthHdrLen)) {
             drop(m, Drop::eth_runt);
             continue;
