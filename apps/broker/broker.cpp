@@ -26,6 +26,7 @@ constexpr unsigned kBusBurst = 32;
 constexpr uint32_t kCheckPoolAbove = 256;
 constexpr uint32_t kPoolReserve = 2048;
 constexpr unsigned kClonePool = 131071, kOutPool = 65535;  // per worker
+constexpr unsigned kPackPool = 8191, kPackRoom = 2048;     // per worker
 // The most received mbufs one connection's unparsed input may hold (a request longer than
 // about 8 MB at 1500-byte segments closes the connection; Redis's query buffer allows 1 GB).
 constexpr uint32_t kMaxInputSegs = 6144;
@@ -279,6 +280,10 @@ void Broker::start(Tcp& tcp, uint64_t now) {
         snprintf(name, sizeof name, "brk_out_%u", worker_);
         out_ = engine::create_pool(name, kOutPool, int(rte_socket_id()),
                                    uint16_t(RTE_PKTMBUF_HEADROOM + 256));
+        snprintf(name, sizeof name, "brk_pack_%u", worker_);
+        pack_ = engine::create_pool(name, kPackPool, int(rte_socket_id()),
+                                    uint16_t(RTE_PKTMBUF_HEADROOM + kPackRoom));
+        if (pack_) engine::adopt_pool(pack_);  // optional: without it, frames go to out_
         frame_cap_ =
             std::min(clones_ ? clones_->size : kClonePool, out_ ? out_->size : kOutPool) / 4;
         if (clones_) engine::adopt_pool(clones_);
@@ -335,6 +340,7 @@ Broker::Client* Broker::new_client() {
     cl.gen = gen;
     cl.id = next_id_++ * Bus::kMaxCores + worker_;
     cl.out.set_pool(out_);
+    cl.out.set_pack_pool(pack_);
     cl.parser.reset();
     cl.live = true;
     return &cl;
@@ -714,6 +720,84 @@ bool Broker::cmd_subscribe(Client& cl, Kind k, bool sub) {
     return true;
 }
 
+// A published message's frames, formatted once per variant (RESP2 and RESP3 message frames,
+// and the last pattern's pmessage frame) rather than once per subscriber. A payload shorter than
+// Config::copy_below is copied into the variant behind its header, so that each delivery is one
+// copy of the whole frame into the subscriber's output; a longer one is referenced from every
+// frame (rte_pktmbuf_clone of the one payload chain), never copied.
+struct Broker::Fanout {
+    static constexpr uint32_t kBytes = 2048;  // header, and payload + CRLF when copied
+    struct Variant {
+        bool built = false;
+        bool whole = false;  // bytes holds the payload and its CRLF too
+        int resp = 0;
+        const std::string* pattern = nullptr;
+        uint32_t hdr = 0;  // header bytes; 0: too long for bytes (encoded piece by piece)
+        uint32_t len = 0;  // bytes to copy: hdr, or the whole frame
+        char bytes[kBytes];
+    };
+    Kind k = Kind::channel;  // channel (PUBLISH) or shard (SPUBLISH)
+    std::string_view kind;   // "message" or "smessage"
+    std::string_view channel;
+    uint32_t payload_len = 0;
+    bool copy = false;
+    const char* bytes = nullptr;  // the payload's bytes, contiguous, when at hand
+    rte_mbuf* payload = nullptr;  // the payload and its CRLF (not consumed), once there is one
+    // Where payload_mbuf() makes the chain from when there is none (a PUBLISH on this core).
+    Broker* src = nullptr;
+    const InBuf* src_in = nullptr;
+    const Arg* src_arg = nullptr;
+    bool own = false;  // payload was made here: freed with the Fanout
+    Variant v[3];      // [0] RESP2 message, [1] RESP3 message, [2] the last pmessage built
+
+    Fanout() = default;
+    Fanout(const Fanout&) = delete;
+    Fanout& operator=(const Fanout&) = delete;
+    ~Fanout() {
+        if (own) rte_pktmbuf_free(payload);
+    }
+    void init(Kind kk, std::string_view ch, uint32_t len, bool copy_it) {
+        k = kk;
+        kind = k == Kind::shard ? "smessage" : "message";
+        channel = ch;
+        payload_len = len;
+        copy = copy_it;
+    }
+    // The payload as an mbuf chain ending in its CRLF; nullptr when out of mbufs.
+    rte_mbuf* payload_mbuf() {
+        if (payload || !src) return payload;
+        payload = src->payload_chain(*src_in, *src_arg);
+        own = payload != nullptr;
+        return payload;
+    }
+    const Variant& variant(int resp, const std::string* pattern) {
+        Variant& x = pattern ? v[2] : v[resp >= 3 ? 1 : 0];
+        if (x.built && x.resp == resp && x.pattern == pattern) return x;
+        x.built = true;
+        x.resp = resp;
+        x.pattern = pattern;
+        x.hdr = pattern ? pmessage_header(x.bytes, kBytes, resp, *pattern, channel, payload_len)
+                        : message_header(x.bytes, kBytes, resp, kind, channel, payload_len);
+        x.len = x.hdr;
+        x.whole = false;
+        if (x.hdr && copy && uint64_t(x.hdr) + payload_len + 2 <= kBytes) {
+            char* dst = x.bytes + x.hdr;
+            if (bytes) {
+                memcpy(dst, bytes, payload_len);
+                dst[payload_len] = '\r';
+                dst[payload_len + 1] = '\n';
+            } else {
+                const void* from = rte_pktmbuf_read(payload, 0, payload_len + 2, dst);
+                if (!from) return x;
+                if (from != dst) memcpy(dst, from, payload_len + 2);
+            }
+            x.len = x.hdr + payload_len + 2;
+            x.whole = true;
+        }
+        return x;
+    }
+};
+
 bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
     const std::vector<Arg>& a = cl.req.args;
     const std::string_view channel = sv(a[1]);
@@ -732,10 +816,7 @@ bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
         if (full) return false;  // wait for ring room
     }
     const uint32_t count = local + remote;
-    rte_mbuf* payload = nullptr;
     if (local || remote_cores) {
-        // The payload and its CRLF, by reference to the received bytes (zero copy); a payload
-        // from an inline request (or not followed by CRLF) is copied once into a fresh mbuf.
         const bool crlf = msg.off != kNoOffset && cl.in.size() >= msg.off + msg.len + 2 &&
                           cl.in.at(msg.off + msg.len) == '\r' &&
                           cl.in.at(msg.off + msg.len + 1) == '\n';
@@ -745,18 +826,20 @@ bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
             (rte_mempool_avail_count(clones_) < need + kPoolReserve ||
              rte_mempool_avail_count(out_) < need + kPoolReserve))
             return false;  // wait for mbufs (slow consumers are being cut off meanwhile)
-        if (crlf) {
-            payload = cl.in.clone(msg.off, msg.len + 2, clones_);
-        } else {
-            OutBuf tmp(pool_);
-            if (tmp.put(msg.p, msg.len) && tmp.put("\r\n", 2)) payload = tmp.take();
-        }
-        if (!payload) return false;
-        deliver_local(k, channel, payload, msg.len);
+        Fanout f;
+        f.init(k, channel, msg.len, msg.len < cfg_.copy_below);
+        f.bytes = msg.p;  // copied frames take the bytes from here: no mbuf for the payload
+        f.src = this;
+        f.src_in = &cl.in;
+        f.src_arg = &msg;
+        // Referenced frames, and the other cores, share one mbuf chain of the payload and its
+        // CRLF: the received bytes by reference (zero copy).
+        if ((remote_cores || !f.copy) && !f.payload_mbuf()) return false;
+        deliver_local(f);
         for (unsigned j = 0; j < n_cores_; ++j) {
             if (!interested[j]) continue;
             rte_mbuf* m = bus_msg(BusType::publish, k, 0, channel, kNoToken, 0);
-            rte_mbuf* ref = m ? rte_pktmbuf_clone(payload, clones_) : nullptr;
+            rte_mbuf* ref = m ? rte_pktmbuf_clone(f.payload, clones_) : nullptr;
             if (!ref) {
                 if (m) rte_pktmbuf_free(m);
                 ctr_.bus_no_mbuf++;
@@ -767,7 +850,6 @@ bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
             bus_send(j, m);
             ctr_.remote_out++;
         }
-        rte_pktmbuf_free(payload);
     }
     ctr_.published++;
     if (replying(cl) && !cl.out.integer(count)) kill_later(cl, "no mbufs for a reply");
@@ -775,49 +857,64 @@ bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
     return true;
 }
 
+rte_mbuf* Broker::payload_chain(const InBuf& in, const Arg& msg) {
+    // By reference to the received bytes (zero copy); a payload from an inline request (or not
+    // followed by CRLF) is copied once into a fresh mbuf.
+    const bool crlf = msg.off != kNoOffset && in.size() >= msg.off + msg.len + 2 &&
+                      in.at(msg.off + msg.len) == '\r' && in.at(msg.off + msg.len + 1) == '\n';
+    if (crlf) return in.clone(msg.off, msg.len + 2, clones_);
+    OutBuf tmp(pool_);
+    if (tmp.put(msg.p, msg.len) && tmp.put("\r\n", 2)) return tmp.take();
+    return nullptr;
+}
+
 uint32_t Broker::deliver_local(Kind k, std::string_view channel, rte_mbuf* payload,
                                uint32_t payload_len) {
-    return topics_.deliver(k, channel, [&](SubId s, const std::string* pattern) {
-        Client& sub = *clients_[s];
-        const std::string_view kind =
-            pattern ? "pmessage" : (k == Kind::shard ? "smessage" : "message");
-        if (!deliver_frame(sub, kind, pattern, channel, payload, payload_len)) {
+    Fanout f;
+    f.init(k, channel, payload_len, payload_len < cfg_.copy_below);
+    f.payload = payload;
+    return deliver_local(f);
+}
+
+uint32_t Broker::deliver_local(Fanout& f) {
+    return topics_.deliver(f.k, f.channel, [&](SubId s, const std::string* pattern) {
+        if (!deliver_frame(*clients_[s], f, pattern)) {
             ctr_.no_mbuf_disconnects++;
-            kill_later(sub, "no mbufs for a message");
+            kill_later(*clients_[s], "no mbufs for a message");
         }
     });
 }
 
-bool Broker::deliver_frame(Client& sub, std::string_view kind, const std::string* pattern,
-                           std::string_view channel, rte_mbuf* payload, uint32_t payload_len) {
+bool Broker::deliver_frame(Client& sub, Fanout& f, const std::string* pattern) {
     if (!sub.live || sub.dead) return true;
     if (!replying(sub)) return true;
-    char hdr[512];
-    const uint32_t n =
-        pattern ? pmessage_header(hdr, sizeof hdr, sub.resp, *pattern, channel, payload_len)
-                : message_header(hdr, sizeof hdr, sub.resp, kind, channel, payload_len);
+    const Fanout::Variant& v = f.variant(sub.resp, pattern);
     bool ok;
-    if (n) {
-        ok = sub.out.put(hdr, n);
+    if (v.whole) {
+        ok = sub.out.put_frame(v.bytes, v.len);
+    } else if (v.hdr) {
+        ok = sub.out.put(v.bytes, v.len);
     } else {  // a long name: the encoders, piece by piece
         char len[24];
-        const int ln = snprintf(len, sizeof len, "$%u\r\n", payload_len);
-        ok = sub.out.push(pattern ? 4 : 3, sub.resp) && sub.out.bulk(kind) &&
-             (!pattern || sub.out.bulk(*pattern)) && sub.out.bulk(channel) &&
+        const int ln = snprintf(len, sizeof len, "$%u\r\n", f.payload_len);
+        ok = sub.out.push(pattern ? 4 : 3, sub.resp) &&
+             sub.out.bulk(pattern ? std::string_view("pmessage") : f.kind) &&
+             (!pattern || sub.out.bulk(*pattern)) && sub.out.bulk(f.channel) &&
              sub.out.put(len, uint32_t(ln));
     }
-    if (ok && payload_len < cfg_.copy_below && payload->nb_segs == 1) {
-        // --copy-below: a payload this small is copied behind its header (frames packed
-        // several to an mbuf) instead of referenced; off by default (the design's zero copy).
-        ok = sub.out.put(rte_pktmbuf_mtod(payload, const char*), payload_len + 2);
-        if (!ok) return false;
-    } else {
-        rte_mbuf* ref = ok ? rte_pktmbuf_clone(payload, clones_) : nullptr;
+    if (!ok) return false;
+    if (!v.whole) {
+        rte_mbuf* payload = f.payload_mbuf();
+        rte_mbuf* ref = payload ? rte_pktmbuf_clone(payload, clones_) : nullptr;
         if (!ref) return false;
         sub.out.put_chain(ref);
     }
     ctr_.delivered++;
-    const uint32_t frame = (n ? n : uint32_t(channel.size() + kind.size() + 32)) + payload_len + 2;
+    const uint32_t frame =
+        (v.hdr
+             ? v.hdr
+             : uint32_t(f.channel.size() + f.kind.size() + (pattern ? pattern->size() : 0) + 32)) +
+        f.payload_len + 2;
     sub.avg_frame = sub.avg_frame ? (sub.avg_frame * 7 + frame) / 8 : frame;
     mark_dirty(sub);
     check_limits(sub, now_);
@@ -1238,7 +1335,7 @@ void Broker::check_limits(Client& cl, uint64_t now) {
     if (!cl.conn || cl.dead || !cl.subscribed()) return;
     const uint64_t used = uint64_t(cl.out.size()) + cl.conn->sq_bytes;
     const uint64_t hard = lim_hard(), soft = lim_soft();
-    if ((hard && used >= hard) || (cl.avg_frame && used / cl.avg_frame > frame_cap_)) {
+    if ((hard && used >= hard) || (cl.avg_frame && used > uint64_t(cl.avg_frame) * frame_cap_)) {
         ctr_.slow_disconnects++;
         kill_later(cl, "output above the hard limit, or holding too many frames");
     } else if (soft && used >= soft) {

@@ -58,8 +58,11 @@ class Broker {
         uint32_t out_soft_s = 60;
         RequestParser::Limits limits;
         // Payloads shorter than this are copied into each subscriber's frame instead of
-        // referenced (0: never; every payload is shared by reference, the design's default).
-        uint32_t copy_below = 0;
+        // referenced (0: never). Below ~128 bytes a reference costs more than the copy: an
+        // indirect mbuf is 128 bytes of metadata and an atomic on the shared buffer, and TCP
+        // copies such small pieces into its segments anyway (Tcp::kMinGatherPiece). Copied
+        // frames are packed into MSS-sized mbufs that TCP sends by reference.
+        uint32_t copy_below = 128;
         proto::TcpConfig tcp;
         std::shared_ptr<Bus> bus;  // shared by the process's workers
     };
@@ -136,13 +139,19 @@ class Broker {
     void arity_error(Client& cl, std::string_view cmd);
     void mark_dirty(Client& cl);
     void flush_clients(proto::Tcp& tcp);
-    // Appends a message frame for `kind`/`pattern` on `channel` with `payload` (a chain ending
-    // in the payload's CRLF; cloned, not consumed) to a subscriber. false: no mbufs.
-    bool deliver_frame(Client& sub, std::string_view kind, const std::string* pattern,
-                       std::string_view channel, rte_mbuf* payload, uint32_t payload_len);
+    // One message on its way to this core's subscribers, its frames formatted once per variant
+    // (broker.cpp).
+    struct Fanout;
+    // Appends the message's frame (a pmessage one for `pattern`) to a subscriber. false: no
+    // mbufs.
+    bool deliver_frame(Client& sub, Fanout& f, const std::string* pattern);
     // Fan-out on this core; returns deliveries made.
     uint32_t deliver_local(Kind k, std::string_view channel, rte_mbuf* payload,
                            uint32_t payload_len);
+    uint32_t deliver_local(Fanout& f);
+    // A PUBLISH's payload and its CRLF as an mbuf chain (by reference where it can); nullptr
+    // when out of mbufs.
+    rte_mbuf* payload_chain(const InBuf& in, const Arg& msg);
     void check_limits(Client& cl, uint64_t now);
     // The output limits in force: the bus's (shared by the cores) once set, else the Config's.
     uint64_t lim_hard() const {
@@ -185,6 +194,7 @@ class Broker {
     // the mbufs in flight to many subscribers within the caches.
     rte_mempool* clones_ = nullptr;
     rte_mempool* out_ = nullptr;
+    rte_mempool* pack_ = nullptr;  // copied frames packed MSS-sized (OutBuf::put_frame)
     Topics topics_;
     std::vector<std::unique_ptr<Client>> clients_;  // by SubId
     std::vector<SubId> free_;

@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
          }},
         {"copy-below", true,
          "copy payloads shorter than N bytes into each subscriber's frame instead of sharing "
-         "them by reference (default 0: never)",
+         "them by reference (default 128; 0: never)",
          [&](const std::string& v, std::string& err) {
              uint64_t x;
              if (!parse_u64(v, 0, 65536, x)) {

@@ -596,16 +596,36 @@ void OutBuf::set_pool(rte_mempool* pool) {
     }
 }
 
+void OutBuf::set_pack_pool(rte_mempool* pack) {
+    pack_ = pack;
+    pack_room_ = 0;
+    if (pack) {
+        const uint32_t buf = rte_pktmbuf_data_room_size(pack);
+        pack_room_ = buf > RTE_PKTMBUF_HEADROOM ? buf - RTE_PKTMBUF_HEADROOM : 0;
+    }
+}
+
+bool OutBuf::put_frame_fresh(const void* data, uint32_t len) {
+    if (len == 0) return true;
+    if (!pack_ || len > pack_room_ || uint64_t(size_) + len > UINT32_MAX) return put(data, len);
+    rte_mbuf* m = rte_pktmbuf_alloc(pack_);
+    if (!m) return put(data, len);  // the pack pool is dry: small mbufs still work
+    if (tail_)
+        tail_->next = m;
+    else
+        head_ = m;
+    tail_ = m;
+    tail_own_ = true;
+    segs_++;
+    append_tail(data, len);
+    return true;
+}
+
 void OutBuf::clear() {
     if (head_) rte_pktmbuf_free(head_);
     head_ = tail_ = nullptr;
     size_ = segs_ = 0;
     tail_own_ = false;
-}
-
-bool OutBuf::put(const void* data, uint32_t len) {
-    const std::string_view part(static_cast<const char*>(data), len);
-    return putv(&part, 1);
 }
 
 bool OutBuf::putv(const std::string_view* parts, uint32_t n) {

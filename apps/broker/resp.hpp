@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -149,10 +150,32 @@ class OutBuf {
     OutBuf& operator=(const OutBuf&) = delete;
     ~OutBuf();
     void set_pool(rte_mempool* pool);
+    // Large mbufs (about an MSS of data room) that put_frame packs whole frames into, so that
+    // TCP can send them by reference instead of copying small pieces; nullptr: none.
+    void set_pack_pool(rte_mempool* pack);
 
-    bool put(const void* data, uint32_t len);  // copies; all or nothing (false: out of mbufs)
+    // Copies; all or nothing (false: out of mbufs). Inline: what fits the tail mbuf.
+    bool put(const void* data, uint32_t len) {
+        if (tail_own_ && len <= rte_pktmbuf_tailroom(tail_) &&
+            uint64_t(size_) + len <= UINT32_MAX) {
+            append_tail(data, len);
+            return true;
+        }
+        const std::string_view part(static_cast<const char*>(data), len);
+        return putv(&part, 1);
+    }
     // Copies several pieces, all or nothing.
     bool putv(const std::string_view* parts, uint32_t n);
+    // Copies one message frame: into the tail mbuf if it fits whole, else into a fresh mbuf of
+    // the pack pool; without one (none left, or the frame is larger than they are) as put().
+    bool put_frame(const void* data, uint32_t len) {
+        if (tail_own_ && len <= rte_pktmbuf_tailroom(tail_) &&
+            uint64_t(size_) + len <= UINT32_MAX) {
+            append_tail(data, len);
+            return true;
+        }
+        return put_frame_fresh(data, len);
+    }
     void put_chain(rte_mbuf* m);  // appends a chain by reference (takes ownership)
     // Everything so far as one chain (nb_segs, pkt_len right), or nullptr; empty after. A chain
     // counts at most UINT16_MAX segments (nb_segs): beyond that, take() gives the first
@@ -180,9 +203,18 @@ class OutBuf {
 
   private:
     bool header(char type, uint64_t n);  // <type>n\r\n
+    void append_tail(const void* data, uint32_t len) {
+        memcpy(rte_pktmbuf_mtod_offset(tail_, char*, tail_->data_len), data, len);
+        tail_->data_len = uint16_t(tail_->data_len + len);
+        tail_->pkt_len += len;
+        size_ += len;
+    }
+    bool put_frame_fresh(const void* data, uint32_t len);
 
     rte_mempool* pool_ = nullptr;
     uint32_t room_ = 0;  // data room of a fresh mbuf of pool_ (after the headroom)
+    rte_mempool* pack_ = nullptr;
+    uint32_t pack_room_ = 0;
     rte_mbuf* head_ = nullptr;
     rte_mbuf* tail_ = nullptr;
     uint32_t size_ = 0;

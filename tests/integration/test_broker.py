@@ -108,6 +108,7 @@ class Target:
     broker: str | None = None
     mode: str = "tap"
     workers: int = 1  # sluice-broker's worker cores (--workers)
+    broker_args: tuple = ()  # more options for sluice-broker (--broker-arg)
 
 
 TARGET = Target()
@@ -463,7 +464,8 @@ class SluiceTarget:
                   else None)
         self.env = BrokerEnv(
             TARGET.mode, TARGET.broker, lcores=lcores,
-            extra_args=("--client-output-limit", f"{HARD_LIMIT},{SOFT_LIMIT},{SOFT_SECONDS}"))
+            extra_args=("--client-output-limit", f"{HARD_LIMIT},{SOFT_LIMIT},{SOFT_SECONDS}",
+                        *TARGET.broker_args))
         self.client_env = self.env
 
     def start(self) -> None:
@@ -2053,6 +2055,9 @@ def main() -> None:
     # The harness's binaries (meson passes them to every integration test): not used here.
     for opt in ("--reflector", "--udpgen", "--echo"):
         parser.add_argument(opt)
+    parser.add_argument("--broker-arg", action="append", default=[], dest="broker_args",
+                        help="one more option for sluice-broker (repeatable), e.g. "
+                             "--broker-arg=--copy-below --broker-arg=0")
     parser.add_argument("--workers", type=int, default=1,
                         help="sluice-broker's worker cores (EAL -l 0,..,N-1 for N >= 2); with "
                              "N >= 2 the cross-core tests run too (--target redis: they run "
@@ -2061,6 +2066,7 @@ def main() -> None:
     if args.workers < 1:
         parser.error("--workers: at least 1")
     TARGET.kind, TARGET.mode, TARGET.workers = args.target, args.mode, args.workers
+    TARGET.broker_args = tuple(args.broker_args)
     tools = ["redis-cli", "redis-benchmark"] + (["redis-server"] if args.target == "redis" else [])
     for tool in tools:
         if shutil.which(tool) is None:

@@ -1068,6 +1068,76 @@ TEST(RespOutBuf, ChainByReferenceIsNotWrittenTo) {
     EXPECT_TRUE(pool_full());
 }
 
+// put_frame: a frame that does not fit the tail whole starts a fresh mbuf of the pack pool;
+// without pack mbufs (none left, or a frame larger than they are) it is put() as any reply.
+TEST(RespOutBuf, PutFramePacksWholeFramesIntoPackMbufs) {
+    rte_mempool* pack =
+        rte_pktmbuf_pool_create("ut_pack", 3, 0, 0, uint16_t(RTE_PKTMBUF_HEADROOM + 100), 0);
+    ASSERT_NE(pack, nullptr);
+    {
+        OutBuf ob(unit_pool());
+        ob.set_pack_pool(pack);
+        std::string want;
+        std::string f(30, 'x');
+        for (int i = 0; i < 10; ++i) {
+            f[0] = char('0' + i);
+            ASSERT_TRUE(ob.put_frame(f.data(), uint32_t(f.size())));
+            want += f;
+        }
+        // Three frames to each 100-byte pack mbuf; the tenth finds the pack pool empty.
+        EXPECT_EQ(rte_mempool_avail_count(pack), 0u);
+        EXPECT_EQ(ob.mbufs(), 4u);
+        ASSERT_TRUE(ob.simple("A"));  // a reply: into the plain tail
+        want += "+A\r\n";
+        EXPECT_EQ(ob.mbufs(), 4u);
+        EXPECT_EQ(ob.size(), want.size());
+        rte_mbuf* m = ob.take();
+        std::vector<uint16_t> pack_lens;
+        for (rte_mbuf* s2 = m; s2; s2 = s2->next)
+            if (s2->pool == pack) pack_lens.push_back(s2->data_len);
+        // Whole frames; the tenth, put() as any reply, fills the last one's room first.
+        EXPECT_EQ(pack_lens, (std::vector<uint16_t>{90, 90, 100}));
+        EXPECT_EQ(flatten(m), want);
+        rte_pktmbuf_free(m);
+        EXPECT_EQ(rte_mempool_avail_count(pack), 3u);
+
+        // A frame that fits the tail joins it, whatever pool the tail is from.
+        ASSERT_TRUE(ob.simple("B"));
+        ASSERT_TRUE(ob.put_frame(f.data(), uint32_t(f.size())));
+        EXPECT_EQ(ob.mbufs(), 1u);
+        EXPECT_EQ(rte_mempool_avail_count(pack), 3u);
+        m = ob.take();
+        EXPECT_EQ(flatten(m), "+B\r\n" + f);
+        rte_pktmbuf_free(m);
+        f.assign(30, 'x');
+
+        // Pack pool dry: frames still go out, in plain mbufs.
+        rte_mbuf* hold[3];
+        ASSERT_EQ(rte_pktmbuf_alloc_bulk(pack, hold, 3), 0);
+        want.clear();
+        for (int i = 0; i < 20; ++i) {
+            ASSERT_TRUE(ob.put_frame(f.data(), uint32_t(f.size())));
+            want += f;
+        }
+        m = ob.take();
+        EXPECT_EQ(flatten(m), want);
+        for (rte_mbuf* s2 = m; s2; s2 = s2->next) EXPECT_NE(s2->pool, pack);
+        rte_pktmbuf_free(m);
+        rte_pktmbuf_free_bulk(hold, 3);
+
+        // A frame larger than a pack mbuf: plain mbufs.
+        const std::string big(150, 'b');
+        ASSERT_TRUE(ob.put_frame(big.data(), uint32_t(big.size())));
+        m = ob.take();
+        EXPECT_EQ(flatten(m), big);
+        for (rte_mbuf* s2 = m; s2; s2 = s2->next) EXPECT_NE(s2->pool, pack);
+        rte_pktmbuf_free(m);
+    }
+    EXPECT_EQ(rte_mempool_avail_count(pack), 3u);
+    rte_mempool_free(pack);
+    EXPECT_TRUE(pool_full());
+}
+
 TEST(RespOutBuf, TakeFrontLeavesTheRest) {
     OutBuf ob(unit_pool());
     EXPECT_EQ(ob.take(), nullptr);
