@@ -138,7 +138,8 @@ class Plan(PlanBase):
 
     def sluice(self, w):
         dev = "net_memif0,role={},socket=" + MEMIF_SOCK + ",id=0"
-        copy = ["--copy-below", str(self.a.copy_below)] if self.a.copy_below else []
+        copy = (["--copy-below", str(self.a.copy_below)] if self.a.copy_below is not None
+                else [])
         server = [self.broker_bin, "--port", dev.format("server"), "--ip", f"{SERVER_IP}/24",
                   "--quiet"] + copy + ["--", "-l", str(self.server_cpu), "--file-prefix",
                   PREFIXES["server"]]
@@ -149,7 +150,8 @@ class Plan(PlanBase):
 
     def wire(self, w):
         """One process: the broker on the second lcore, the generator on the first."""
-        copy = ["--copy-below", str(self.a.copy_below)] if self.a.copy_below else []
+        copy = (["--copy-below", str(self.a.copy_below)] if self.a.copy_below is not None
+                else [])
         client = [self.wire_bin] + self.load_args(w) + copy + [
             "--", "-l", f"{self.client_cpu},{self.server_cpu}", "--no-huge", "-m", "1024",
             "--no-pci", "--file-prefix", WIRE_PREFIX]
@@ -421,9 +423,10 @@ def parse_args(argv):
                          "the window)")
     ap.add_argument("--redis-server", default=None,
                     help="the redis-server binary (default: redis-server on PATH)")
-    ap.add_argument("--copy-below", type=int, default=0,
+    ap.add_argument("--copy-below", type=int, default=None,
                     help="sluice-broker's --copy-below: payloads shorter than this are copied "
-                         "into each frame instead of shared by reference (default 0: never)")
+                         "into each frame instead of shared by reference (default: the "
+                         "broker's, 128; 0: never)")
     add_common_tail(ap, "pubsub_results.json")
     a = ap.parse_args(argv)
     if not a.duration > 0 or a.runs < 1 or a.retries < 0 or not 1 <= a.window <= 65536 \

@@ -748,6 +748,7 @@ struct Broker::Fanout {
     const InBuf* src_in = nullptr;
     const Arg* src_arg = nullptr;
     bool own = false;  // payload was made here: freed with the Fanout
+    int from = -1;     // the core that published it (another core's: over the bus), -1: here
     Variant v[3];      // [0] RESP2 message, [1] RESP3 message, [2] the last pmessage built
 
     Fanout() = default;
@@ -869,20 +870,79 @@ rte_mbuf* Broker::payload_chain(const InBuf& in, const Arg& msg) {
 }
 
 uint32_t Broker::deliver_local(Kind k, std::string_view channel, rte_mbuf* payload,
-                               uint32_t payload_len) {
+                               uint32_t payload_len, int from) {
     Fanout f;
     f.init(k, channel, payload_len, payload_len < cfg_.copy_below);
     f.payload = payload;
+    f.from = from;
     return deliver_local(f);
 }
 
 uint32_t Broker::deliver_local(Fanout& f) {
-    return topics_.deliver(f.k, f.channel, [&](SubId s, const std::string* pattern) {
+    auto one = [&](SubId s, const std::string* pattern) {
         if (!deliver_frame(*clients_[s], f, pattern)) {
             ctr_.no_mbuf_disconnects++;
             kill_later(*clients_[s], "no mbufs for a message");
         }
+    };
+    if (f.from < 0 || changes_.empty()) return topics_.deliver(f.k, f.channel, one);
+    // Published on core `from` while some of this core's subscription changes were in flight:
+    // delivered to the subscriptions as that core counted them (its reply to PUBLISH), not as
+    // they are here now. A subscription made here that it has not acknowledged yet is skipped
+    // (it did not count it: the PUBLISH came first); one dropped here that it still counted
+    // gets the message (the UNSUBSCRIBE came after the PUBLISH).
+    const unsigned from = unsigned(f.from);
+    uint32_t n = 0;
+    topics_.deliver(f.k, f.channel, [&](SubId s, const std::string* pattern) {
+        if (seen_state(s, pattern ? Kind::pattern : f.k, pattern ? *pattern : f.channel, from) == 0)
+            return;
+        n++;
+        one(s, pattern);
     });
+    for (size_t i = 0; i < changes_.size(); ++i) {
+        const Change& c = changes_[i];
+        if (c.delta > 0 || c.sid >= clients_.size()) continue;
+        const bool match = c.k == f.k ? c.name == f.channel
+                                      : (c.k == Kind::pattern && f.k == Kind::channel &&
+                                         glob_match(c.name, f.channel));
+        if (!match) continue;
+        Client& cl = *clients_[c.sid];
+        if (!cl.live || cl.gen != c.gen) continue;           // the client is gone
+        if (cl.subs[unsigned(c.k)].count(c.name)) continue;  // subscribed: delivered above
+        bool later = false;  // one delivery per subscription: at its last change
+        for (size_t j = i + 1; j < changes_.size() && !later; ++j) {
+            const Change& d = changes_[j];
+            later = d.sid == c.sid && d.gen == c.gen && d.k == c.k && d.name == c.name;
+        }
+        if (later || seen_state(c.sid, c.k, c.name, from) != 1) continue;
+        n++;
+        one(c.sid, c.k == Kind::pattern ? &c.name : nullptr);
+    }
+    return n;
+}
+
+int Broker::seen_state(SubId s, Kind k, std::string_view name, unsigned from) const {
+    if (s >= clients_.size()) return -1;
+    const uint32_t gen = clients_[s]->gen;
+    const uint32_t seen = acked_[from];
+    int first = 0, last_seen = 0;
+    for (const Change& c : changes_) {
+        if (c.sid != s || c.gen != gen || c.k != k || c.name != name) continue;
+        if (!first) first = c.delta;
+        if (int32_t(c.seq - seen) <= 0) last_seen = c.delta;
+    }
+    if (!first) return -1;
+    if (last_seen) return last_seen > 0 ? 1 : 0;
+    return first > 0 ? 0 : 1;  // as it was before the first change
+}
+
+void Broker::prune_changes() {
+    while (!changes_.empty()) {
+        const uint32_t seq = changes_.front().seq;
+        for (unsigned j = 0; j < n_cores_; ++j)
+            if (j != worker_ && int32_t(seq - acked_[j]) > 0) return;
+        changes_.pop_front();
+    }
 }
 
 bool Broker::deliver_frame(Client& sub, Fanout& f, const std::string* pattern) {
@@ -1405,7 +1465,7 @@ bool Broker::bus_attach() {
 }
 
 rte_mbuf* Broker::bus_msg(BusType t, Kind k, int delta, std::string_view name, uint32_t token,
-                          uint32_t gen) {
+                          uint32_t gen, uint32_t seq) {
     const uint32_t len = uint32_t(sizeof(BusMsg) + name.size());
     rte_mempool* mp =
         len <= uint32_t(rte_pktmbuf_data_room_size(small_) - RTE_PKTMBUF_HEADROOM) ? small_ : pool_;
@@ -1421,6 +1481,7 @@ rte_mbuf* Broker::bus_msg(BusType t, Kind k, int delta, std::string_view name, u
     h.name_len = uint16_t(name.size());
     h.token = token;
     h.gen = gen;
+    h.seq = seq;
     memcpy(p, &h, sizeof h);
     memcpy(p + sizeof h, name.data(), name.size());
     return m;
@@ -1444,10 +1505,17 @@ void Broker::bus_send(unsigned to, rte_mbuf* m) {
 bool Broker::announce(Client& cl, Kind k, std::string_view name, int delta, bool want_ack) {
     if (n_cores_ <= 1) return true;
     bool all = true;
+    uint32_t seq = 0;
+    if (want_ack) {
+        seq = next_seq_++;
+        if (seq == 0) seq = next_seq_++;  // 0: untracked
+        changes_.push_back(
+            Change{seq, cl.sid, cl.gen, k, int8_t(delta > 0 ? 1 : -1), std::string(name)});
+    }
     for (unsigned j = 0; j < n_cores_; ++j) {
         if (j == worker_) continue;
         rte_mbuf* m =
-            bus_msg(BusType::directory, k, delta, name, want_ack ? cl.sid : kNoToken, cl.gen);
+            bus_msg(BusType::directory, k, delta, name, want_ack ? cl.sid : kNoToken, cl.gen, seq);
         if (!m) {
             ctr_.bus_no_mbuf++;
             all = false;
@@ -1463,7 +1531,7 @@ void Broker::bus_poll(Tcp& tcp) {
     (void)tcp;
     for (size_t i = 0; i < owed_acks_.size();) {
         const BusMsg& h = owed_acks_[i];
-        rte_mbuf* ack = bus_msg(BusType::ack, Kind(h.kind), 0, {}, h.token, h.gen);
+        rte_mbuf* ack = bus_msg(BusType::ack, Kind(h.kind), 0, {}, h.token, h.gen, h.seq);
         if (!ack) break;
         bus_send(h.src, ack);
         owed_acks_.erase(owed_acks_.begin() + long(i));
@@ -1498,22 +1566,29 @@ void Broker::bus_poll(Tcp& tcp) {
                 switch (h.type) {
                     case BusType::publish:
                         ctr_.remote_in++;
-                        deliver_local(Kind(h.kind), name, m->next, h.payload_len);
+                        deliver_local(Kind(h.kind), name, m->next, h.payload_len, int(h.src));
                         break;
                     case BusType::directory:
                         topics_.remote_update(h.src, Kind(h.kind), name, h.delta);
                         if (h.token != kNoToken) {
-                            rte_mbuf* ack =
-                                bus_msg(BusType::ack, Kind(h.kind), 0, {}, h.token, h.gen);
+                            // Acks go back in the order of the changes (owed ones first).
+                            rte_mbuf* ack = owed_acks_.empty()
+                                                ? bus_msg(BusType::ack, Kind(h.kind), 0, {},
+                                                          h.token, h.gen, h.seq)
+                                                : nullptr;
                             if (ack) {
                                 bus_send(h.src, ack);
                             } else {  // the client waits for it: built again on the next poll
-                                ctr_.bus_no_mbuf++;
+                                if (owed_acks_.empty()) ctr_.bus_no_mbuf++;
                                 owed_acks_.push_back(h);
                             }
                         }
                         break;
                     case BusType::ack:
+                        if (h.seq && h.src < Bus::kMaxCores) {
+                            acked_[h.src] = h.seq;
+                            prune_changes();
+                        }
                         if (h.token < clients_.size()) {
                             Client& cl = *clients_[h.token];
                             if (cl.live && cl.gen == h.gen && cl.pending_acks) {

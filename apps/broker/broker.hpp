@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_set>
@@ -147,7 +148,7 @@ class Broker {
     bool deliver_frame(Client& sub, Fanout& f, const std::string* pattern);
     // Fan-out on this core; returns deliveries made.
     uint32_t deliver_local(Kind k, std::string_view channel, rte_mbuf* payload,
-                           uint32_t payload_len);
+                           uint32_t payload_len, int from);
     uint32_t deliver_local(Fanout& f);
     // A PUBLISH's payload and its CRLF as an mbuf chain (by reference where it can); nullptr
     // when out of mbufs.
@@ -170,7 +171,7 @@ class Broker {
     bool bus_attach();
     void bus_send(unsigned to, rte_mbuf* m);
     rte_mbuf* bus_msg(BusType t, Kind k, int delta, std::string_view name, uint32_t token,
-                      uint32_t gen);
+                      uint32_t gen, uint32_t seq = 0);
     // Announces a subscription change to every other core; the client's output is held until
     // each has acknowledged (pending_acks). false: a ring or the pool is full (nothing sent).
     bool announce(Client& cl, Kind k, std::string_view name, int delta, bool want_ack);
@@ -203,6 +204,25 @@ class Broker {
     std::vector<std::pair<SubId, uint32_t>> kills_;    // (slot, generation)
     std::vector<rte_mbuf*> overflow_[Bus::kMaxCores];  // bus messages a full ring refused, per core
     std::vector<BusMsg> owed_acks_;                    // acknowledgements not yet built (no mbuf)
+    // Subscription changes of this core's clients that some other core has not acknowledged
+    // yet (announce with an ack), oldest first. A message another core published before it
+    // learned of a change was counted (PUBLISH's reply) by the subscriptions as they were: it
+    // is delivered by those (seen_state), so that the count and the deliveries agree.
+    struct Change {
+        uint32_t seq;
+        SubId sid;
+        uint32_t gen;
+        Kind k;
+        int8_t delta;
+        std::string name;
+    };
+    std::deque<Change> changes_;
+    uint32_t next_seq_ = 1;
+    uint32_t acked_[Bus::kMaxCores] = {};  // the last change each core acknowledged
+    // Was (s, k, name) subscribed as core `from` knows it (the last change it acknowledged)?
+    // -1: no change in flight (the local state is everyone's).
+    int seen_state(SubId s, Kind k, std::string_view name, unsigned from) const;
+    void prune_changes();
     uint64_t next_id_;
     uint64_t next_limits_check_ = 0;
     BrokerCounters ctr_;

@@ -31,6 +31,10 @@ struct BusMsg {
     uint32_t token;     // directory/ack: the waiting client (slot) on the sender's core
     uint32_t gen;       // directory/ack: the client's generation (a reused slot ignores stale acks)
     uint32_t payload_len;  // publish: bytes of the chained payload, CRLF excluded
+    // directory: the sender's number for this subscription change (0: not tracked, the client
+    // is gone); ack: the number of the change acknowledged. Each core numbers its changes in
+    // order and the rings are FIFO, so a core's acks arrive in that order.
+    uint32_t seq;
 };
 
 struct Bus {

@@ -88,7 +88,8 @@ int main(int argc, char** argv) {
     bench::SluicePubSub::Config gen;
     gen.prog = kProg;
     gen.load.duration_s = 5;
-    uint32_t copy_below = 0;  // the broker's --copy-below (0: every payload by reference)
+    // The broker's --copy-below (its default unless given; 0: every payload by reference).
+    uint32_t copy_below = apps::broker::Broker::Config{}.copy_below;
     std::vector<std::string> eal_args;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
