@@ -21,9 +21,8 @@ namespace {
 
 constexpr uint32_t kNoToken = UINT32_MAX;
 constexpr unsigned kBusBurst = 32;
-// A PUBLISH that needs more small mbufs than this checks the pool first (and waits when it
-// is short) instead of finding out halfway through its subscribers.
-constexpr uint32_t kCheckPoolAbove = 256;
+// Fan-out mbufs left in the clone and out pools for replies and everything else: a delivery
+// that would dig into them waits (Broker::reserve).
 constexpr uint32_t kPoolReserve = 2048;
 constexpr unsigned kClonePool = 131071, kOutPool = 65535;  // per worker
 constexpr unsigned kPackPool = 8191, kPackRoom = 2048;     // per worker
@@ -244,6 +243,8 @@ Broker::~Broker() {
         }
     }
     for (auto& q : overflow_)
+        for (rte_mbuf* m : q) rte_pktmbuf_free(m);
+    for (auto& q : bus_held_)
         for (rte_mbuf* m : q) rte_pktmbuf_free(m);
     clients_.clear();  // InBuf / OutBuf free what they hold
 }
@@ -823,10 +824,7 @@ bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
                           cl.in.at(msg.off + msg.len + 1) == '\n';
         const uint32_t segs = crlf ? 1 + msg.len / 1024 : 1;
         const uint32_t need = (local + remote_cores) * (1 + segs);
-        if (need > kCheckPoolAbove && need + kPoolReserve < clones_->size &&
-            (rte_mempool_avail_count(clones_) < need + kPoolReserve ||
-             rte_mempool_avail_count(out_) < need + kPoolReserve))
-            return false;  // wait for mbufs (slow consumers are being cut off meanwhile)
+        if (!reserve(need)) return false;  // wait for mbufs (slow consumers are cut off meanwhile)
         Fanout f;
         f.init(k, channel, msg.len, msg.len < cfg_.copy_below);
         f.bytes = msg.p;  // copied frames take the bytes from here: no mbuf for the payload
@@ -919,6 +917,20 @@ uint32_t Broker::deliver_local(Fanout& f) {
         one(c.sid, c.k == Kind::pattern ? &c.name : nullptr);
     }
     return n;
+}
+
+bool Broker::reserve(uint32_t need) {
+    if (budget_ >= int64_t(need)) {
+        budget_ -= need;
+        return true;
+    }
+    const int64_t cap = int64_t(std::min(clones_->size, out_->size));
+    if (int64_t(need) + kPoolReserve >= cap) return true;  // never available: go ahead
+    budget_ = int64_t(std::min(rte_mempool_avail_count(clones_), rte_mempool_avail_count(out_))) -
+              kPoolReserve;
+    if (budget_ < int64_t(need)) return false;
+    budget_ -= need;
+    return true;
 }
 
 int Broker::seen_state(SubId s, Kind k, std::string_view name, unsigned from) const {
@@ -1550,8 +1562,60 @@ void Broker::bus_poll(Tcp& tcp) {
         // All the ring holds now, not one burst: what this core received before this poll
         // (dispatched after it) must not overtake what the other core queued before it
         // answered an earlier request (a PUBLISH counted a subscriber, then the subscriber's
-        // UNSUBSCRIBE: the message comes first, as in Redis).
-        for (unsigned left = rte_ring_count(r); left;) {
+        // UNSUBSCRIBE: the message comes first, as in Redis). Messages held back by a publish
+        // that waits for mbufs go first, and nothing overtakes them.
+        std::vector<rte_mbuf*>& held = bus_held_[j];
+        // One message: false when it is a publish that must wait for mbufs (not consumed).
+        auto handle = [&](rte_mbuf* m) -> bool {
+            BusMsg h;
+            memcpy(&h, rte_pktmbuf_mtod(m, const char*), sizeof h);
+            const std::string_view name(rte_pktmbuf_mtod_offset(m, const char*, sizeof h),
+                                        h.name_len);
+            switch (h.type) {
+                case BusType::publish: {
+                    const uint32_t segs = uint32_t(m->next ? m->next->nb_segs : 1);
+                    if (!reserve(topics_.local_count(Kind(h.kind), name) * (1 + segs)))
+                        return false;  // the pools are low: this and what follows wait
+                    ctr_.remote_in++;
+                    deliver_local(Kind(h.kind), name, m->next, h.payload_len, int(h.src));
+                    break;
+                }
+                case BusType::directory:
+                    topics_.remote_update(h.src, Kind(h.kind), name, h.delta);
+                    if (h.token != kNoToken) {
+                        // Acks go back in the order of the changes (owed ones first).
+                        rte_mbuf* ack = owed_acks_.empty() ? bus_msg(BusType::ack, Kind(h.kind), 0,
+                                                                     {}, h.token, h.gen, h.seq)
+                                                           : nullptr;
+                        if (ack) {
+                            bus_send(h.src, ack);
+                        } else {  // the client waits for it: built again on the next poll
+                            if (owed_acks_.empty()) ctr_.bus_no_mbuf++;
+                            owed_acks_.push_back(h);
+                        }
+                    }
+                    break;
+                case BusType::ack:
+                    if (h.seq && h.src < Bus::kMaxCores) {
+                        acked_[h.src] = h.seq;
+                        prune_changes();
+                    }
+                    if (h.token < clients_.size()) {
+                        Client& cl = *clients_[h.token];
+                        if (cl.live && cl.gen == h.gen && cl.pending_acks) {
+                            if (--cl.pending_acks == 0) mark_dirty(cl);
+                        }
+                    }
+                    break;
+            }
+            rte_pktmbuf_free(m);
+            return true;
+        };
+        size_t done = 0;
+        bool wait = false;
+        while (done < held.size() && !(wait = !handle(held[done]))) done++;
+        held.erase(held.begin(), held.begin() + long(done));
+        for (unsigned left = wait ? 0 : rte_ring_count(r); left;) {
             void* msgs[kBusBurst];
             const unsigned n =
                 rte_ring_sc_dequeue_burst(r, msgs, std::min(left, kBusBurst), nullptr);
@@ -1559,46 +1623,12 @@ void Broker::bus_poll(Tcp& tcp) {
             left -= n;
             for (unsigned i = 0; i < n; ++i) {
                 rte_mbuf* m = static_cast<rte_mbuf*>(msgs[i]);
-                BusMsg h;
-                memcpy(&h, rte_pktmbuf_mtod(m, const char*), sizeof h);
-                const std::string_view name(rte_pktmbuf_mtod_offset(m, const char*, sizeof h),
-                                            h.name_len);
-                switch (h.type) {
-                    case BusType::publish:
-                        ctr_.remote_in++;
-                        deliver_local(Kind(h.kind), name, m->next, h.payload_len, int(h.src));
-                        break;
-                    case BusType::directory:
-                        topics_.remote_update(h.src, Kind(h.kind), name, h.delta);
-                        if (h.token != kNoToken) {
-                            // Acks go back in the order of the changes (owed ones first).
-                            rte_mbuf* ack = owed_acks_.empty()
-                                                ? bus_msg(BusType::ack, Kind(h.kind), 0, {},
-                                                          h.token, h.gen, h.seq)
-                                                : nullptr;
-                            if (ack) {
-                                bus_send(h.src, ack);
-                            } else {  // the client waits for it: built again on the next poll
-                                if (owed_acks_.empty()) ctr_.bus_no_mbuf++;
-                                owed_acks_.push_back(h);
-                            }
-                        }
-                        break;
-                    case BusType::ack:
-                        if (h.seq && h.src < Bus::kMaxCores) {
-                            acked_[h.src] = h.seq;
-                            prune_changes();
-                        }
-                        if (h.token < clients_.size()) {
-                            Client& cl = *clients_[h.token];
-                            if (cl.live && cl.gen == h.gen && cl.pending_acks) {
-                                if (--cl.pending_acks == 0) mark_dirty(cl);
-                            }
-                        }
-                        break;
+                if (wait || !handle(m)) {
+                    wait = true;
+                    held.push_back(m);  // in order, before anything later from the ring
                 }
-                rte_pktmbuf_free(m);
             }
+            if (wait) break;
         }
     }
 }

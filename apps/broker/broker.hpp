@@ -203,7 +203,19 @@ class Broker {
     std::vector<SubId> paused_;
     std::vector<std::pair<SubId, uint32_t>> kills_;    // (slot, generation)
     std::vector<rte_mbuf*> overflow_[Bus::kMaxCores];  // bus messages a full ring refused, per core
-    std::vector<BusMsg> owed_acks_;                    // acknowledgements not yet built (no mbuf)
+    // Bus messages taken off a ring but not handled yet (a publish waiting for mbufs), in order:
+    // handled before anything more from that ring.
+    std::vector<rte_mbuf*> bus_held_[Bus::kMaxCores];
+    // Fan-out mbufs this core may still take before it must look at its pools again
+    // (reserve()): what the clone and out pools held at the last look, less a reserve, less
+    // what deliveries took since. rte_mempool_avail_count sums every lcore's cache: too
+    // costly for each PUBLISH.
+    int64_t budget_ = 0;
+    // Takes `need` fan-out mbufs from the budget (looking at the pools again when it is
+    // short); false: the pools are low, the delivery must wait. A need no pool could ever meet
+    // goes ahead (and finds out).
+    bool reserve(uint32_t need);
+    std::vector<BusMsg> owed_acks_;  // acknowledgements not yet built (no mbuf)
     // Subscription changes of this core's clients that some other core has not acknowledged
     // yet (announce with an ack), oldest first. A message another core published before it
     // learned of a change was counted (PUBLISH's reply) by the subscriptions as they were: it
