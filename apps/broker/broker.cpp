@@ -26,9 +26,11 @@ constexpr unsigned kBusBurst = 32;
 constexpr uint32_t kPoolReserve = 2048;
 constexpr unsigned kClonePool = 131071, kOutPool = 65535;  // per worker
 constexpr unsigned kPackPool = 8191, kPackRoom = 2048;     // per worker
-// The most received mbufs one connection's unparsed input may hold (a request longer than
-// about 8 MB at 1500-byte segments closes the connection; Redis's query buffer allows 1 GB).
-constexpr uint32_t kMaxInputSegs = 6144;
+// What one connection's unparsed input may hold: 16384 segments, which past
+// InBuf::kCoalesceAbove are ~64 KB buffers (InBuf::set_coalesce_pool), so about 1 GB (Redis's
+// client query buffer limit), and at most 6144 of the port's receive mbufs (held as they came
+// when there is no memory for big buffers: about 8 MB). Past either the connection is closed.
+constexpr uint32_t kMaxInputSegs = 16384, kMaxInputRxSegs = 6144;
 
 enum class Cmd : uint8_t {
     unknown,
@@ -342,6 +344,7 @@ Broker::Client* Broker::new_client() {
     cl.id = next_id_++ * Bus::kMaxCores + worker_;
     cl.out.set_pool(out_);
     cl.out.set_pack_pool(pack_);
+    cl.in.set_coalesce_pool(small_);
     cl.parser.reset();
     cl.live = true;
     return &cl;
@@ -429,7 +432,7 @@ void Broker::process(Tcp& tcp, Client& cl) {
             // A request longer than the receive window would never complete if its bytes
             // kept the window shut: past half the window they are credited back early. What
             // one connection may hold is bounded by the mbufs: past kMaxInputSegs it is closed.
-            if (cl.in.segments() > kMaxInputSegs) {
+            if (cl.in.segments() > kMaxInputSegs || cl.in.received_segments() > kMaxInputRxSegs) {
                 ctr_.oversized++;
                 kill_later(cl, "request larger than the input buffer");
                 break;

@@ -2,6 +2,8 @@
 // and processInlineBuffer, and sds.c sdssplitargs), OutBuf and the reply encoders.
 #include "apps/broker/resp.hpp"
 
+#include <rte_malloc.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -185,6 +187,28 @@ InBuf::~InBuf() {
     clear();
 }
 
+namespace {
+void free_big(void* addr, void*) {
+    rte_free(addr);
+}
+}  // namespace
+
+rte_mbuf* InBuf::new_big() const {
+    rte_mbuf* m = rte_pktmbuf_alloc(big_pool_);
+    if (!m) return nullptr;
+    void* buf = rte_malloc("sluice_inbuf", kBigBuf, RTE_CACHE_LINE_SIZE);
+    uint16_t len = kBigBuf;
+    rte_mbuf_ext_shared_info* sh =
+        buf ? rte_pktmbuf_ext_shinfo_init_helper(buf, &len, free_big, nullptr) : nullptr;
+    if (!sh) {
+        rte_free(buf);
+        rte_pktmbuf_free(m);
+        return nullptr;
+    }
+    rte_pktmbuf_attach_extbuf(m, buf, rte_malloc_virt2iova(buf), len, sh);
+    return m;
+}
+
 void InBuf::append(rte_mbuf* chain) {
     while (chain) {
         rte_mbuf* s = chain;
@@ -197,21 +221,49 @@ void InBuf::append(rte_mbuf* chain) {
             rte_pktmbuf_free_seg(s);
             continue;
         }
-        segs_.push_back(Seg{rte_pktmbuf_mtod(s, const char*), s->data_len, end_, s});
+        if (big_pool_ && segments() >= kCoalesceAbove) {
+            // Copied into big buffers; only what finds no buffer is kept as received.
+            const char* src = rte_pktmbuf_mtod(s, const char*);
+            uint32_t left = s->data_len;
+            while (left) {
+                if (!tail_big_ || rte_pktmbuf_tailroom(segs_.back().m) == 0) {
+                    rte_mbuf* b = new_big();
+                    if (!b) break;
+                    segs_.push_back(Seg{rte_pktmbuf_mtod(b, const char*), 0, end_, b, true});
+                    tail_big_ = true;
+                }
+                Seg& t = segs_.back();
+                const uint32_t k = std::min<uint32_t>(left, rte_pktmbuf_tailroom(t.m));
+                memcpy(rte_pktmbuf_append(t.m, uint16_t(k)), src, k);
+                t.len += k;
+                end_ += k;
+                src += k;
+                left -= k;
+            }
+            if (left == 0) {
+                rte_pktmbuf_free_seg(s);
+                continue;
+            }
+            rte_pktmbuf_adj(s, uint16_t(s->data_len - left));
+        }
+        segs_.push_back(Seg{rte_pktmbuf_mtod(s, const char*), s->data_len, end_, s, false});
         end_ += s->data_len;
+        rx_segs_++;
+        tail_big_ = false;
     }
 }
 
 void InBuf::consume(uint32_t n) {
     base_ += std::min<uint64_t>(n, end_ - base_);
     while (first_ < segs_.size() && segs_[first_].start + segs_[first_].len <= base_) {
-        rte_pktmbuf_free_seg(segs_[first_].m);
+        free_seg(segs_[first_]);
         ++first_;
     }
     if (first_ == segs_.size()) {
         segs_.clear();  // capacity kept
         first_ = 0;
         hint_ = 0;
+        tail_big_ = false;
     } else if (first_ >= 32 && first_ * 2 >= segs_.size()) {
         // Drop the freed entries at the front now and then: amortised O(1) per segment.
         segs_.erase(segs_.begin(), segs_.begin() + ptrdiff_t(first_));
@@ -221,8 +273,9 @@ void InBuf::consume(uint32_t n) {
 }
 
 void InBuf::clear() {
-    for (size_t i = first_; i < segs_.size(); ++i) rte_pktmbuf_free_seg(segs_[i].m);
+    for (size_t i = first_; i < segs_.size(); ++i) free_seg(segs_[i]);
     segs_.clear();
+    tail_big_ = false;
     first_ = 0;
     hint_ = 0;
     base_ = end_ = 0;

@@ -30,6 +30,13 @@ class InBuf {
     ~InBuf();  // frees what it holds
 
     void append(rte_mbuf* chain);  // takes ownership; pkt_len bytes (zero-length segments allowed)
+    // Past kCoalesceAbove held segments (a long request arriving), append() copies what arrives
+    // into big buffers (kBigBuf bytes, rte_malloc'd, attached as external buffers to mbufs from
+    // `pool`) and frees the received mbufs at once: a request of many megabytes holds a few
+    // big buffers rather than thousands of the port's receive mbufs. nullptr: never (default).
+    void set_coalesce_pool(rte_mempool* pool) { big_pool_ = pool; }
+    static constexpr uint32_t kCoalesceAbove = 64;
+    static constexpr uint16_t kBigBuf = 65024;  // with the buffer's shared info at its end
     uint32_t size() const { return uint32_t(end_ - base_); }  // unconsumed bytes
     void consume(uint32_t n);  // drops n bytes from the front, freeing mbufs wholly consumed
     void clear();
@@ -51,6 +58,8 @@ class InBuf {
     // Offset of the first byte `c` in [from, limit) (limit clipped to size()), or -1.
     int64_t find(uint8_t c, uint32_t from, uint32_t limit) const;
     uint32_t segments() const { return uint32_t(segs_.size() - first_); }  // mbufs held
+    // Of those, the received mbufs held as they came (not copied into big buffers).
+    uint32_t received_segments() const { return rx_segs_; }
 
   private:
     struct Seg {
@@ -58,11 +67,23 @@ class InBuf {
         uint32_t len;      // its data_len (never 0)
         uint64_t start;    // stream offset of its first byte
         rte_mbuf* m;
+        bool big;  // a big buffer (set_coalesce_pool), not a received mbuf
     };
+    void free_seg(const Seg& s) {
+        if (!s.big) rx_segs_--;
+        rte_pktmbuf_free_seg(s.m);
+    }
+    uint32_t rx_segs_ = 0;
     // Index of the segment holding stream offset `a` (base_ <= a < end_).
     size_t locate(uint64_t a) const;
 
+    // A fresh big buffer (an mbuf from big_pool_ attached to kBigBuf rte_malloc'd bytes), or
+    // nullptr when out of memory.
+    rte_mbuf* new_big() const;
+
     std::vector<Seg> segs_;  // [first_, size): held; the front ones are dropped lazily
+    rte_mempool* big_pool_ = nullptr;
+    bool tail_big_ = false;  // the last segment is a big buffer append() may write more into
     size_t first_ = 0;
     uint64_t base_ = 0;  // stream offset of the first unconsumed byte
     uint64_t end_ = 0;   // stream offset past the last byte

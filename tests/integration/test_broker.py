@@ -647,6 +647,10 @@ class BrokerCase(unittest.TestCase):
         c.cmd(kind.upper(), *names)
         c.expect(b"".join(confirm(p3, kind, n, first_count + i) for i, n in enumerate(names)))
 
+    def restore_limit(self, c: Resp) -> None:
+        self.assertEqual(c.call("CONFIG", "SET", "client-output-buffer-limit",
+                                f"pubsub {HARD_LIMIT} {SOFT_LIMIT} {SOFT_SECONDS}"), "OK")
+
     def for_each_proto(self, body) -> None:
         """body(proto) in RESP2 and in RESP3, each with clean server state."""
         for proto in (2, 3):
@@ -1206,6 +1210,26 @@ class BrokerTest(BrokerCase):
         d.send(b'ECHO "abc\r\n')
         d.expect(b"-ERR Protocol error: unbalanced quotes in request\r\n")
         d.expect_eof()
+
+    def test_payload_of_many_megabytes(self):
+        # A PUBLISH longer than the received mbufs one connection may hold (~8 MB): past a few
+        # dozen segments its bytes are gathered into big buffers as they arrive (InBuf
+        # coalescing); it is delivered byte for byte, by reference to those buffers. The
+        # output limits are lifted for it (a 24 MB message is over the tests' hard limit).
+        pub = self.client(2)
+        self.addCleanup(self.restore_limit, pub)
+        self.assertEqual(pub.call("CONFIG", "SET", "client-output-buffer-limit",
+                                  "pubsub 0 0 0"), "OK")
+        sub = self.client(2)
+        self.subscribe(sub, False, "subscribe", ["huge"], 1)
+        size = 24 * 1024 * 1024 + 7
+        payload = (bytes(range(251)) * (size // 251 + 1))[:size]
+        pub.sock.settimeout(60)
+        pub.cmd("PUBLISH", "huge", payload)
+        self.assertEqual(pub.read(60), 1)
+        sub.expect(message(False, "huge", payload), timeout=60)
+        self.assertEqual(pub.call("PUBLISH", "huge", "after"), 1)
+        sub.expect(message(False, "huge", "after"))
 
     def test_pipelining(self):
         c = self.client(2)
@@ -1994,10 +2018,6 @@ class CrossCoreTest(BrokerCase):
             # The limits live in the Bus, shared by the workers (CONFIG SET stores there).
             self.assertIn(b"pubsub 1048576 524288 3", v[1],
                           f"CONFIG SET on {pubs[0].label}; {p.label} answers {v[1]!r}")
-
-    def restore_limit(self, c: Resp) -> None:
-        self.assertEqual(c.call("CONFIG", "SET", "client-output-buffer-limit",
-                                f"pubsub {HARD_LIMIT} {SOFT_LIMIT} {SOFT_SECONDS}"), "OK")
 
     def test_subscription_churn_across_cores(self):
         # Every subscriber pipelines many subscription changes in one send: each change goes

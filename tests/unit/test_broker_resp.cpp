@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
 
 #include "apps/broker/resp.hpp"
@@ -399,6 +400,62 @@ TEST(RespInBuf, CloneOutOfMbufsLeaksNothing) {
         rte_pktmbuf_free(c);
     }
     in.clear();
+    EXPECT_TRUE(pool_full());
+}
+
+// Past kCoalesceAbove segments, what arrives is copied into big buffers (rte_malloc'd, external
+// to their mbufs) and the received mbufs are freed at once: a 1 MB request holds 64 received
+// mbufs and ~16 big buffers instead of 1049 received ones. Bytes, offsets, clones (which
+// outlive consume) are as without; every buffer is freed in the end.
+TEST(RespInBuf, CoalescesLongInputIntoBigBuffers) {
+    rte_mempool* hdrs = rte_pktmbuf_pool_create("ut_big_hdrs", 63, 0, 0, 0, int(rte_socket_id()));
+    ASSERT_NE(hdrs, nullptr);
+    rte_malloc_socket_stats before{};
+    ASSERT_EQ(rte_malloc_get_socket_stats(int(rte_socket_id()), &before), 0);
+    std::mt19937 g(9);
+    const std::string w = bytes(g, 1 << 20);
+    {
+        InBuf in;
+        in.set_coalesce_pool(hdrs);
+        for (const std::string& p : pieces(w, 1000)) in.append(chain({p}));
+        EXPECT_EQ(in.size(), w.size());
+        EXPECT_EQ(in.received_segments(), InBuf::kCoalesceAbove);
+        const uint32_t big = in.segments() - in.received_segments();
+        const uint32_t copied = uint32_t(w.size()) - InBuf::kCoalesceAbove * 1000;
+        EXPECT_GE(big, copied / InBuf::kBigBuf + 1);
+        EXPECT_LE(big, copied / (InBuf::kBigBuf - 256) + 1);
+        EXPECT_EQ(rte_mempool_avail_count(hdrs), 63 - big);
+        std::string back(w.size(), '\0');
+        in.copy(0, uint32_t(w.size()), back.data());
+        EXPECT_EQ(back, w);
+        for (int i = 0; i < 1000; ++i) {
+            const uint32_t o = uint32_t(g() % w.size());
+            ASSERT_EQ(char(in.at(o)), w[o]) << o;
+        }
+        // Across the last received mbuf into the big buffers, and across big buffers.
+        rte_mbuf* c = in.clone(60000, 200000, unit_pool());
+        ASSERT_NE(c, nullptr);
+        EXPECT_EQ(flatten(c), w.substr(60000, 200000));
+        in.consume(300000);
+        EXPECT_EQ(in.received_segments(), 0u);
+        EXPECT_EQ(flatten(c), w.substr(60000, 200000)) << "the clone outlives consume";
+        rte_pktmbuf_free(c);
+        // Below kCoalesceAbove segments again, input is held as received.
+        const uint32_t segs = in.segments();
+        ASSERT_LT(segs, InBuf::kCoalesceAbove);
+        in.append(chain({"tail"}));
+        EXPECT_EQ(in.segments(), segs + 1);
+        EXPECT_EQ(in.received_segments(), 1u);
+        EXPECT_EQ(in.size(), w.size() - 300000 + 4);
+        back.assign(in.size(), '\0');
+        in.copy(0, in.size(), back.data());
+        EXPECT_EQ(back, w.substr(300000) + "tail");
+    }
+    EXPECT_EQ(rte_mempool_avail_count(hdrs), 63u);
+    rte_malloc_socket_stats after{};
+    ASSERT_EQ(rte_malloc_get_socket_stats(int(rte_socket_id()), &after), 0);
+    EXPECT_EQ(after.heap_allocsz_bytes, before.heap_allocsz_bytes) << "big buffers freed";
+    rte_mempool_free(hdrs);
     EXPECT_TRUE(pool_full());
 }
 
