@@ -1224,7 +1224,7 @@ void Tcp::enter_recovery(TcpConn* c, uint64_t now) {
 
 // The first unacknowledged segment, again (fast retransmit, partial ACK).
 void Tcp::retransmit_head(TcpConn* c, uint64_t now) {
-    uint32_t len = std::min(c->snd_mss, std::min(c->sq_bytes, c->snd_max - c->snd_una));
+    uint32_t len = std::min(seg_mss(c), std::min(c->sq_bytes, c->snd_max - c->snd_una));
     if (c->fin_sent && c->snd_una == c->fin_seq) {
         send_segment(c, c->snd_una, 0, kAck | kFin, now, true);
         return;
@@ -1907,7 +1907,7 @@ void Tcp::output(TcpConn* c, uint64_t now) {
                     to = c->sacked[k].left;
                     break;
                 }
-            const uint32_t len = std::min(to - from, c->snd_mss);
+            const uint32_t len = std::min(to - from, seg_mss(c));
             if (!send_segment(c, from, len, kAck, now, true)) break;
             c->high_rxt = from + len;
             sent_any = true;
@@ -1932,14 +1932,15 @@ void Tcp::output(TcpConn* c, uint64_t now) {
         const uint32_t peer_right = c->snd_una + c->snd_wnd;
         const uint32_t peer_room = seq_gt(peer_right, c->snd_nxt) ? peer_right - c->snd_nxt : 0;
         const uint32_t avail = seq_gt(sq_end, c->snd_nxt) ? sq_end - c->snd_nxt : 0;
-        uint32_t len = std::min({avail, c->snd_mss, usable, peer_room});
+        const uint32_t mss = seg_mss(c);
+        uint32_t len = std::min({avail, mss, usable, peer_room});
         if (len == 0) break;
-        if (len < c->snd_mss && len < avail) {
+        if (len < mss && len < avail) {
             // Window-limited: RFC 9293 3.8.6.2.1, send only if at least half the largest
             // window the peer offered.
             if (len < c->max_snd_wnd / 2) break;
         }
-        if (len < c->snd_mss && len == avail && !c->nodelay && c->snd_nxt != c->snd_una &&
+        if (len < mss && len == avail && !c->nodelay && c->snd_nxt != c->snd_una &&
             !c->fin_queued) {
             break;  // Nagle (RFC 1122 4.2.3.4): small segment while data is unacknowledged
         }
@@ -2020,6 +2021,25 @@ void Tcp::arm_idle(TcpConn* c) {
     c->retries = 0;
 }
 
+// RFC 2018 4: SACK options SHOULD be in every ACK that does not acknowledge the highest
+// sequence number held, our data segments included. While out-of-order data is held, a data
+// segment leaves room for them (as Linux's tcp_current_mss does): 4 bytes, 8 per block, a block
+// per contiguous range held (at most 3 beside timestamps, 4 without). Without them a peer
+// whose retransmission we lost while we were sending full-sized segments learns nothing until
+// its RTO, backed off perhaps to tens of seconds at 10 % loss.
+uint32_t Tcp::seg_mss(const TcpConn* c) {
+    if (!c->sack_ok || !c->ooo) return c->snd_mss;
+    const unsigned max_blocks = c->ts_ok ? 3 : 4;
+    unsigned ranges = 0;
+    uint32_t right = 0;
+    for (const TcpOooSeg* s = c->ooo; s && ranges <= max_blocks; s = s->next) {
+        if (!ranges || right != s->seq) ranges++;
+        right = s->seq + s->len + (s->fin ? 1 : 0);
+    }
+    const uint32_t room = 4 + 8 * std::min(ranges, max_blocks);
+    return c->snd_mss > room + 64 ? c->snd_mss - room : c->snd_mss;
+}
+
 // Options we put in a segment (RFC 9293 3.2; RFC 7323 3.2 and appendix A layout; RFC 2018).
 unsigned Tcp::write_options(TcpConn* c, uint8_t flags, uint8_t* p, uint64_t now, uint32_t len) {
     unsigned n = 0;
@@ -2037,8 +2057,8 @@ unsigned Tcp::write_options(TcpConn* c, uint8_t flags, uint8_t* p, uint64_t now,
         n += 8;
     }
     // RFC 6691 / RFC 2018: options and payload together within the segment size (snd_mss
-    // counts the timestamps already): a full-sized data segment has no room for SACK blocks,
-    // a shorter one for fewer (the pure ACKs carry them all).
+    // counts the timestamps already). Data segments are cut to leave room for the blocks
+    // (seg_mss); a segment cut otherwise (a retransmission of an older cut) may carry fewer.
     const uint32_t sack_room = c->snd_mss > len ? c->snd_mss - len : 0;
     if (c->sack_ok && c->ooo && sack_room >= 4 + 8) {
         // RFC 2018 4: the first block holds the most recently received segment; then the
@@ -2480,7 +2500,7 @@ void Tcp::on_rto(TcpConn* c, uint64_t now) {
     if (c->fin_sent && c->snd_una == c->fin_seq) {
         send_segment(c, c->snd_una, 0, kAck | kFin, now, true);
     } else {
-        const uint32_t len = std::min(c->snd_mss, c->sq_bytes);
+        const uint32_t len = std::min(seg_mss(c), c->sq_bytes);
         uint8_t flags = kAck;
         if (len == c->sq_bytes && c->fin_queued && c->fin_sent) flags |= kFin;
         if (len)

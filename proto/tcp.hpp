@@ -433,6 +433,9 @@ class Tcp {
     // Timers.
     uint32_t backed_off_rto(const TcpConn* c) const;
     uint32_t persist_interval(const TcpConn* c) const;
+    // The most payload one of our segments carries now: snd_mss, less room for SACK blocks
+    // while we hold out-of-order data (seg_mss).
+    static uint32_t seg_mss(const TcpConn* c);
     static constexpr uint32_t kPersistMaxMs = 2000;
     void arm_rto(TcpConn* c, bool restart);
     void arm_idle(TcpConn* c);

@@ -146,6 +146,51 @@ TEST_F(TcpData, NodelaySendsSmallSegmentsAtOnce) {
     EXPECT_EQ(v[1].payload, pattern(50, 2));
 }
 
+// RFC 2018 4: "SACK options SHOULD be included in all ACKs which do not ACK the highest
+// sequence number in the data receiver's queue": our data segments too, while we hold
+// out-of-order data. They are cut to leave the room (4 bytes, 8 per block, at most 3 blocks
+// beside timestamps), so that the segment stays within the peer's MSS; once the gap fills they
+// are full-sized again. (Without the blocks, a peer whose retransmission we lost while we were
+// sending data waited for its RTO: stalls of 25-40 s at 10 % loss against Linux.)
+TEST_F(TcpData, DataSegmentsCarrySackBlocksWhileDataIsHeldOutOfOrder) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    const uint32_t base = pseq_;
+    rx_seg(kTcpAck, base + 1000, pack_, pattern(1000, 1));
+    rx_seg(kTcpAck, base + 3000, pack_, pattern(1000, 3));
+    rx_seg(kTcpAck, base + 5000, pack_, pattern(1000, 5));
+    rx_seg(kTcpAck, base + 7000, pack_, pattern(1000, 7));
+    tx_segs();
+    // Four ranges held: three blocks fit beside the timestamps (4 + 3 * 8 bytes).
+    send(pattern(5000, 0x55));
+    auto v = tx_segs();
+    ASSERT_GE(v.size(), 3u);
+    uint32_t off = 0;
+    for (const TcpSeg& d : v) {
+        EXPECT_EQ(d.seq, pack_ + off);
+        EXPECT_EQ(d.ack, base);
+        EXPECT_LE(d.len(), 1448u - 28) << "room for three blocks";
+        EXPECT_EQ(d.sack.size(), 3u);
+        off += d.len();
+    }
+    EXPECT_EQ(v[0].len(), 1448u - 28);
+    EXPECT_EQ(v[0].sack[0], (std::pair<uint32_t, uint32_t>{base + 7000, base + 8000}))
+        << "the most recent first";
+    // The gaps fill: full-sized segments again, no blocks.
+    rx_seg(kTcpAck, base, pack_, pattern(1000, 0));
+    rx_seg(kTcpAck, base + 2000, pack_, pattern(1000, 2));
+    rx_seg(kTcpAck, base + 4000, pack_, pattern(1000, 4));
+    rx_seg(kTcpAck, base + 6000, pack_, pattern(1000, 6));
+    const uint32_t acked_to = pack_ + off;
+    rx_seg(kTcpAck, base + 8000, acked_to, {});
+    tx_segs();
+    send(pattern(3000, 0x66));
+    v = tx_segs();
+    ASSERT_FALSE(v.empty());
+    EXPECT_EQ(v[0].len(), 1448u);
+    EXPECT_TRUE(v[0].sack.empty());
+    EXPECT_EQ(v[0].ack, base + 8000);
+}
+
 // RFC 5681 4.2 and RFC 2018 4: out-of-order data is acknowledged at once, with SACK blocks,
 // the first holding the most recently received segment; the queue delivers in order once the
 // gaps fill, and the ACK of a segment that fills a gap is immediate.

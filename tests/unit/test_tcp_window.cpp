@@ -117,9 +117,11 @@ TEST_F(TcpWindowUpdate, PureAckAtTheRightEdgeOfOurWindowIsAccepted) {
     EXPECT_EQ(stats().snd_wnd, 512u << 7);
     auto v = tx_segs();
     ASSERT_GE(v.size(), 2u) << "the window update lets our data go at once";
+    // Out-of-order data held: each data segment leaves room for its SACK block (seg_mss).
     EXPECT_EQ(v[0].seq, pack_);
-    EXPECT_EQ(v[0].len(), 1448u);
-    EXPECT_EQ(v[1].seq, pack_ + 1448);
+    EXPECT_EQ(v[0].len(), 1448u - 12);
+    EXPECT_EQ(v[0].sack, (std::vector<std::pair<uint32_t, uint32_t>>{{hole + 1024, hole + 4096}}));
+    EXPECT_EQ(v[1].seq, pack_ + 1448 - 12);
 
     // The hole is filled: 4 KiB delivered, held by the app, our window closed.
     rx_seg(kTcpAck | kTcpPsh, hole, pack_, pattern(1024, 0));
