@@ -931,9 +931,31 @@ bool Broker::reserve(uint32_t need) {
     if (int64_t(need) + kPoolReserve >= cap) return true;  // never available: go ahead
     budget_ = int64_t(std::min(rte_mempool_avail_count(clones_), rte_mempool_avail_count(out_))) -
               kPoolReserve;
-    if (budget_ < int64_t(need)) return false;
+    if (budget_ < int64_t(need)) {
+        relieve_pools();
+        return false;
+    }
     budget_ -= need;
     return true;
+}
+
+void Broker::relieve_pools() {
+    if (now_ < next_relief_) return;
+    next_relief_ = now_ + hz_ / 10;
+    Client* worst = nullptr;
+    uint64_t most = 0;
+    for (auto& c : clients_) {
+        if (!c->live || c->dead || !c->conn || !c->avg_frame) continue;
+        const uint64_t frames = (uint64_t(c->out.size()) + c->conn->sq_bytes) / c->avg_frame;
+        if (frames > most) {
+            most = frames;
+            worst = c.get();
+        }
+    }
+    if (worst && most >= kPoolReserve) {
+        ctr_.slow_disconnects++;
+        kill_later(*worst, "holding the fan-out pools");
+    }
 }
 
 int Broker::seen_state(SubId s, Kind k, std::string_view name, unsigned from) const {

@@ -215,6 +215,12 @@ class Broker {
     // short); false: the pools are low, the delivery must wait. A need no pool could ever meet
     // goes ahead (and finds out).
     bool reserve(uint32_t need);
+    // The pools are short: the client holding the most frames is disconnected as a slow
+    // consumer if it holds a sizeable share (kPoolReserve frames or more), at most one every
+    // 100 ms. Subscribers that stopped reading, each under the output limits, would otherwise
+    // keep every delivery waiting for good.
+    void relieve_pools();
+    uint64_t next_relief_ = 0;
     std::vector<BusMsg> owed_acks_;  // acknowledgements not yet built (no mbuf)
     // Subscription changes of this core's clients that some other core has not acknowledged
     // yet (announce with an ack), oldest first. A message another core published before it

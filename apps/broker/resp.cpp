@@ -639,23 +639,23 @@ OutBuf::~OutBuf() {
     clear();
 }
 
+namespace {
+// Bytes a fresh mbuf of `pool` holds: its data starts after min(RTE_PKTMBUF_HEADROOM, buf_len).
+uint32_t fresh_room(rte_mempool* pool) {
+    if (!pool) return 0;
+    const uint32_t buf = rte_pktmbuf_data_room_size(pool);
+    return buf > RTE_PKTMBUF_HEADROOM ? buf - RTE_PKTMBUF_HEADROOM : 0;
+}
+}  // namespace
+
 void OutBuf::set_pool(rte_mempool* pool) {
     pool_ = pool;
-    room_ = 0;
-    if (pool) {
-        // A fresh mbuf's data starts after min(RTE_PKTMBUF_HEADROOM, buf_len).
-        const uint32_t buf = rte_pktmbuf_data_room_size(pool);
-        room_ = buf > RTE_PKTMBUF_HEADROOM ? buf - RTE_PKTMBUF_HEADROOM : 0;
-    }
+    room_ = fresh_room(pool);
 }
 
 void OutBuf::set_pack_pool(rte_mempool* pack) {
     pack_ = pack;
-    pack_room_ = 0;
-    if (pack) {
-        const uint32_t buf = rte_pktmbuf_data_room_size(pack);
-        pack_room_ = buf > RTE_PKTMBUF_HEADROOM ? buf - RTE_PKTMBUF_HEADROOM : 0;
-    }
+    pack_room_ = fresh_room(pack);
 }
 
 bool OutBuf::put_frame_fresh(const void* data, uint32_t len) {
