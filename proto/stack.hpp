@@ -173,7 +173,7 @@ class Stack {
     uint64_t icmp_last_ = 0;
     uint64_t now_ = 0;
     // Where a received frame's first byte usually is, from the mbuf's start (sizeof(rte_mbuf) +
-    // private area + headroom), learned from the packets seen; 0 before the first.
+    // private area + headroom), learned from each burst's first packet; 0 before the first.
     uint32_t rx_data_hint_ = 0;
     static constexpr uint32_t kRxDataHintMax = 4096;  // a power of two; beyond: wrapped, harmless
     uint16_t ip_id_ = 1;
@@ -215,13 +215,15 @@ void Stack::input(rte_mbuf** pkts, uint16_t n, uint64_t now, App& app) {
     }
     for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i)
         rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+    if (n)  // once per burst, from its first packet (read just above)
+        rx_data_hint_ =
+            uint32_t(rte_pktmbuf_mtod(pkts[0], char*) - reinterpret_cast<char*>(pkts[0])) &
+            (kRxDataHintMax - 1);
     for (uint16_t i = 0; i < n; ++i) {
         if (i + kPrefetchAhead < n)
             rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
         rte_mbuf* m = pkts[i];
         counters_.rx_bytes += m->pkt_len;
-        rx_data_hint_ = uint32_t(rte_pktmbuf_mtod(m, char*) - reinterpret_cast<char*>(m)) &
-                        (kRxDataHintMax - 1);
         if (unlikely(m->data_len < kEthHdrLen)) {
             drop(m, Drop::eth_runt);
             continue;

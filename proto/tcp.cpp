@@ -1887,6 +1887,8 @@ void Tcp::output(TcpConn* c, uint64_t now) {
     }
     bool sent_any = false;
     const uint32_t sq_end = c->snd_una + c->sq_bytes;
+    // Our out-of-order queue does not change while we send: its SACK room is counted once.
+    const uint32_t mss = seg_mss(c);
     // SACK-based loss recovery (RFC 6675 5, step (C)): while the pipe has room, retransmit
     // the holes below the highest SACKed byte, then send new data.
     if (c->in_recovery && c->sack_ok && c->n_sacked) {
@@ -1907,7 +1909,7 @@ void Tcp::output(TcpConn* c, uint64_t now) {
                     to = c->sacked[k].left;
                     break;
                 }
-            const uint32_t len = std::min(to - from, seg_mss(c));
+            const uint32_t len = std::min(to - from, mss);
             if (!send_segment(c, from, len, kAck, now, true)) break;
             c->high_rxt = from + len;
             sent_any = true;
@@ -1932,7 +1934,6 @@ void Tcp::output(TcpConn* c, uint64_t now) {
         const uint32_t peer_right = c->snd_una + c->snd_wnd;
         const uint32_t peer_room = seq_gt(peer_right, c->snd_nxt) ? peer_right - c->snd_nxt : 0;
         const uint32_t avail = seq_gt(sq_end, c->snd_nxt) ? sq_end - c->snd_nxt : 0;
-        const uint32_t mss = seg_mss(c);
         uint32_t len = std::min({avail, mss, usable, peer_room});
         if (len == 0) break;
         if (len < mss && len < avail) {
