@@ -83,14 +83,16 @@ inline uint32_t finish_tx_checksums_chains_sw(rte_mbuf** pkts, uint16_t n) {
 }
 
 // A trusted link (PortConfig::trusted_link): what asked for a checksum is handed over as
-// verified instead (the receiving port's verdict), nothing is computed.
+// verified instead (the receiving port's verdict), nothing is computed. An IPv4 packet that
+// asks only for its L4 checksum had its header checksum computed by the sender (proto/tcp's
+// fill_ip): that one is handed over as verified too.
 inline uint32_t mark_verified(rte_mbuf** pkts, uint16_t n) {
     for (uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = pkts[i];
         const uint64_t f = m->ol_flags;
         if (!(f & (RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_L4_MASK))) continue;
         uint64_t rx = 0;
-        if (f & RTE_MBUF_F_TX_IP_CKSUM) rx |= RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+        if (f & (RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_IPV4)) rx |= RTE_MBUF_F_RX_IP_CKSUM_GOOD;
         if (f & RTE_MBUF_F_TX_L4_MASK) rx |= RTE_MBUF_F_RX_L4_CKSUM_GOOD;
         m->ol_flags = rx;
     }

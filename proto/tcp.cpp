@@ -610,19 +610,29 @@ void Tcp::send_raw(rte_be32_t dst, rte_be16_t dport, rte_be16_t sport, uint32_t 
 }
 
 void Tcp::fill_ip(rte_mbuf* m, rte_ipv4_hdr* ip, rte_be32_t dst, uint16_t l4_len, bool ect) {
+    const uint8_t tos = ect ? 0x02 : 0;  // ECT(0), RFC 3168 5
+    const rte_be16_t total = rte_cpu_to_be_16(uint16_t(kIpv4HdrLen + l4_len));
+    const rte_be16_t id = rte_cpu_to_be_16(ip_id_++);
+    const rte_be16_t frag = RTE_BE16(RTE_IPV4_HDR_DF_FLAG);  // RFC 1191: path MTU discovery
+    const uint8_t ttl = stack_->config().ttl;
+    const rte_be32_t src = stack_->config().ip;
     ip->version_ihl = RTE_IPV4_VHL_DEF;
-    ip->type_of_service = ect ? 0x02 : 0;  // ECT(0), RFC 3168 5
-    ip->total_length = rte_cpu_to_be_16(uint16_t(kIpv4HdrLen + l4_len));
-    ip->packet_id = rte_cpu_to_be_16(ip_id_++);
-    ip->fragment_offset = RTE_BE16(RTE_IPV4_HDR_DF_FLAG);  // RFC 1191: path MTU discovery
-    ip->time_to_live = stack_->config().ttl;
+    ip->type_of_service = tos;
+    ip->total_length = total;
+    ip->packet_id = id;
+    ip->fragment_offset = frag;
+    ip->time_to_live = ttl;
     ip->next_proto_id = IPPROTO_TCP;
-    ip->src_addr = stack_->config().ip;
+    ip->src_addr = src;
     ip->dst_addr = dst;
-    ip->hdr_checksum = 0;
+    // The header checksum from the values in registers (a few cycles; IP checksum offload
+    // saves nothing worth a store-forwarding stall in pmd/'s software fallback). The TCP
+    // checksum goes the offload way: the port's, or pmd/'s batched software one.
+    ip->hdr_checksum =
+        ipv4_header_checksum_of(RTE_IPV4_VHL_DEF, tos, total, id, frag, ttl, IPPROTO_TCP, src, dst);
     m->l2_len = kEthHdrLen;
     m->l3_len = kIpv4HdrLen;
-    m->ol_flags = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_TCP_CKSUM;
+    m->ol_flags = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_TCP_CKSUM;
 }
 
 // RFC 9293 3.10.7.2: LISTEN.

@@ -122,7 +122,13 @@ TEST_F(Wire, TrustedLinkHandsChecksumRequestsOverAsVerified) {
     ASSERT_EQ(w.b().tx(0, &got, 1, &sw), 1);
     ASSERT_EQ(w.a().rx(0, &m, 1), 1);
     EXPECT_EQ(m->ol_flags, 0u);
-    rte_pktmbuf_free(m);
+    // One whose sender computed the header checksum and asks only for L4 (what Tcp sends):
+    // both verdicts.
+    m->ol_flags = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_UDP_CKSUM;
+    ASSERT_EQ(w.a().tx(0, &m, 1, &sw), 1);
+    ASSERT_EQ(w.b().rx(0, &got, 1), 1);
+    EXPECT_EQ(got->ol_flags, RTE_MBUF_F_RX_IP_CKSUM_GOOD | RTE_MBUF_F_RX_L4_CKSUM_GOOD);
+    rte_pktmbuf_free(got);
 }
 
 TEST_F(Wire, CloseReturnsInFlightMbufs) {
