@@ -526,6 +526,7 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
                     w->app.tcp_config(tc);
                 if (!w->tcp.init(tc, &w->stack, socket, tcp_secret, rte_rdtsc())) ok = false;
                 w->tcp.set_small_pool(small_pool_for(socket));
+                w->tcp.set_linear_tx(port.tx_copies());
                 w->rss = &sh.rss;
                 if (n_workers > 1) w->tcp.set_port_filter(&Runtime::port_on_core, w);
                 view.tcp[i] = &w->tcp.counters();
@@ -588,6 +589,9 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         info["tx_queues"] = std::to_string(port.tx_queues());
         info["soft_rss"] = sh.soft_rss ? "yes" : "no";
         info["offloads"] = describe_offloads(port.offloads());
+        // TCP builds whole segments for a driver that copies frames (Tcp::set_linear_tx).
+        if constexpr (kTcp)
+            info["offloads"] += port.tx_copies() ? " tx-linear=yes" : " tx-linear=no";
         telemetry_publish(&view, &info);
 
         install_signal_handlers();

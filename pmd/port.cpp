@@ -57,6 +57,19 @@ DeviceSpec parse_device(const std::string& s) {
     return d;
 }
 
+bool driver_copies_tx(std::string_view driver, std::string_view devargs) {
+    if (driver == "net_memif") {
+        // A client with zero-copy=yes puts the mbufs' own buffers on the ring
+        // (eth_memif_tx_zc); a server ignores the flag (rte_eth_memif.c: "Zero-copy flag
+        // irrelevant to server").
+        const bool client = devargs.find("role=client") != std::string_view::npos ||
+                            devargs.find("role=slave") != std::string_view::npos;
+        return !(client && devargs.find("zero-copy=yes") != std::string_view::npos);
+    }
+    return driver == "net_tap" || driver == "net_af_packet" || driver == "net_pcap" ||
+           driver == "net_vhost";
+}
+
 int Port::open(const std::string& devargs, const PortConfig& cfg, rte_mempool* pool) {
     const DeviceSpec spec = parse_device(devargs);
     if (spec.kind == DeviceSpec::Kind::invalid) {
@@ -95,6 +108,7 @@ int Port::configure(const PortConfig& cfg, rte_mempool* pool) {
     int rc = rte_eth_dev_info_get(id_, &info);
     if (rc != 0) return rc;
     driver_ = info.driver_name;
+    tx_copies_ = driver_copies_tx(driver_, devargs_);
 
     nb_rxq_ = RTE_MAX(uint16_t(1), RTE_MIN(cfg.rx_queues, info.max_rx_queues));
     nb_txq_ = RTE_MAX(uint16_t(1), RTE_MIN(cfg.tx_queues, info.max_tx_queues));

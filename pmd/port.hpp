@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include <rte_ethdev.h>
 #include <rte_ether.h>
@@ -55,6 +56,13 @@ struct PortConfig {
     bool trusted_link = false;
 };
 
+// Whether a driver copies each transmitted frame out of its mbufs into buffers of its own
+// (its TX takes no reference to them): net_memif (into the shared-memory ring, except a
+// client's zero-copy mode), net_tap (writev into the kernel), net_af_packet (into the
+// PACKET_MMAP ring), net_pcap, net_vhost (into the guest's buffers). A NIC gathers chained
+// mbufs by DMA; net_ring (the in-memory wire) hands the mbufs themselves over.
+bool driver_copies_tx(std::string_view driver, std::string_view devargs);
+
 // 40-byte Toeplitz key made of a repeated 16-bit pattern: the hash of (a, b) equals that of
 // (b, a), so both directions of a flow land on the same queue ("symmetric RSS",
 // Woo & Park, 2012). 0x6d5a is the pattern commonly used for this.
@@ -93,6 +101,8 @@ class Port {
     // so the kernel sees a peer with an address of its own.
     const rte_ether_addr& station_mac() const { return station_mac_; }
     const char* driver() const { return driver_; }
+    // The driver copies frames on TX (driver_copies_tx): chaining buys nothing there.
+    bool tx_copies() const { return tx_copies_; }
     const std::string& name() const { return name_; }
     LinkInfo link() const;
 
@@ -130,6 +140,7 @@ class Port {
     rte_ether_addr mac_{};
     rte_ether_addr station_mac_{};
     const char* driver_ = "";
+    bool tx_copies_ = false;
     std::string name_;
     std::string devargs_;
     uint32_t (*finish_)(rte_mbuf**, uint16_t) = &finish_tx_checksums<false, false>;

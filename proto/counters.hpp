@@ -116,37 +116,38 @@ struct Counters {
 };
 
 // Per-core TCP counters (telemetry /sluice/tcp).
-#define SLUICE_TCP_COUNTERS(X)                                                \
-    X(segs_in, "segments received")                                           \
-    X(segs_out, "segments sent")                                              \
-    X(gather_copies, "segments copied: too many send-queue pieces to gather") \
-    X(bad_checksum, "segments with a wrong checksum (dropped)")               \
-    X(malformed, "segments too short or with a bad data offset (dropped)")    \
-    X(rst_out, "RSTs sent")                                                   \
-    X(rst_in, "RSTs received and accepted")                                   \
-    X(challenge_acks, "challenge ACKs sent (RFC 5961)")                       \
-    X(paws_drops, "segments rejected by PAWS (RFC 7323 5)")                   \
-    X(out_of_window, "unacceptable segments (answered with an ACK)")          \
-    X(active_opens, "connect() calls that sent a SYN")                        \
-    X(passive_opens, "connections accepted")                                  \
-    X(syn_cookies_sent, "SYN-ACKs carrying a SYN cookie")                     \
-    X(syn_cookies_ok, "connections made from a valid SYN cookie")             \
-    X(syn_cookies_bad, "ACKs to a listener with an invalid cookie")           \
-    X(syn_dropped, "SYNs dropped: no connection slot")                        \
-    X(retransmits, "segments retransmitted")                                  \
-    X(rto_expirations, "retransmission timeouts")                             \
-    X(fast_retransmits, "fast retransmits (RFC 5681 3.2)")                    \
-    X(ooo_segs, "segments queued out of order")                               \
-    X(ooo_dropped, "out-of-order segments dropped: queue full")               \
-    X(dup_segs, "segments entirely duplicate")                                \
-    X(delayed_acks, "ACKs sent by the delayed-ACK timer")                     \
-    X(window_updates, "reopened-window updates repeated (no data after)")     \
-    X(persist_probes, "zero-window probes sent")                              \
-    X(keepalive_probes, "keepalive probes sent")                              \
-    X(ecn_ce, "segments received with CE (RFC 3168)")                         \
-    X(time_wait_reused, "TIME_WAIT connections reused safely")                \
-    X(conns_closed, "connections ended")                                      \
-    X(event_queue_full, "segments dropped: app events not yet dispatched")    \
+#define SLUICE_TCP_COUNTERS(X)                                                 \
+    X(segs_in, "segments received")                                            \
+    X(segs_out, "segments sent")                                               \
+    X(gather_copies, "segments copied: too many send-queue pieces to gather")  \
+    X(tx_linear, "segments copied whole for a port that copies frames anyway") \
+    X(bad_checksum, "segments with a wrong checksum (dropped)")                \
+    X(malformed, "segments too short or with a bad data offset (dropped)")     \
+    X(rst_out, "RSTs sent")                                                    \
+    X(rst_in, "RSTs received and accepted")                                    \
+    X(challenge_acks, "challenge ACKs sent (RFC 5961)")                        \
+    X(paws_drops, "segments rejected by PAWS (RFC 7323 5)")                    \
+    X(out_of_window, "unacceptable segments (answered with an ACK)")           \
+    X(active_opens, "connect() calls that sent a SYN")                         \
+    X(passive_opens, "connections accepted")                                   \
+    X(syn_cookies_sent, "SYN-ACKs carrying a SYN cookie")                      \
+    X(syn_cookies_ok, "connections made from a valid SYN cookie")              \
+    X(syn_cookies_bad, "ACKs to a listener with an invalid cookie")            \
+    X(syn_dropped, "SYNs dropped: no connection slot")                         \
+    X(retransmits, "segments retransmitted")                                   \
+    X(rto_expirations, "retransmission timeouts")                              \
+    X(fast_retransmits, "fast retransmits (RFC 5681 3.2)")                     \
+    X(ooo_segs, "segments queued out of order")                                \
+    X(ooo_dropped, "out-of-order segments dropped: queue full")                \
+    X(dup_segs, "segments entirely duplicate")                                 \
+    X(delayed_acks, "ACKs sent by the delayed-ACK timer")                      \
+    X(window_updates, "reopened-window updates repeated (no data after)")      \
+    X(persist_probes, "zero-window probes sent")                               \
+    X(keepalive_probes, "keepalive probes sent")                               \
+    X(ecn_ce, "segments received with CE (RFC 3168)")                          \
+    X(time_wait_reused, "TIME_WAIT connections reused safely")                 \
+    X(conns_closed, "connections ended")                                       \
+    X(event_queue_full, "segments dropped: app events not yet dispatched")     \
     X(no_mbuf, "segments not sent: mbuf pool empty")
 
 struct TcpCounters {

@@ -2125,23 +2125,34 @@ void Tcp::send_syn(TcpConn* c, uint64_t now) {
     }
 }
 
+void Tcp::set_linear_tx(bool on) {
+    // Room behind the largest headers: Ethernet, IPv4, TCP with 40 bytes of options.
+    constexpr uint32_t kMaxHdrs = kHdrs + kTcpHdrLen + 40;
+    const uint32_t room =
+        pool_ ? uint32_t(rte_pktmbuf_data_room_size(pool_) - RTE_PKTMBUF_HEADROOM) : 0;
+    linear_max_ = on && room > kMaxHdrs ? room - kMaxHdrs : 0;
+}
+
 // Builds and sends one segment [seq, seq + len) of the send queue with `flags`: a header mbuf
 // with Ethernet, IPv4 and TCP headers, chained to indirect mbufs over the queued payload.
 bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, uint64_t now,
                        bool retransmit) {
-    rte_mbuf* h = alloc_small();
+    // A small payload is copied behind the headers (one cache line or two) rather than
+    // referenced: an indirect mbuf costs an allocation and an atomic on the payload's
+    // reference count, which the receiving core would bounce back when it frees the
+    // segment. The send queue still holds the payload by reference until it is
+    // acknowledged; a retransmission copies the same few bytes again. For a port that copies
+    // frames anyway (set_linear_tx) every payload that fits one mbuf of the stack's pool is.
+    const bool linear = len > kInlinePayload && len <= linear_max_;
+    const bool inline_copy = len && (len <= kInlinePayload || linear);
+    rte_mbuf* h = linear ? rte_pktmbuf_alloc(pool_) : alloc_small();
     if (!h) {
         ctr_.no_mbuf++;
         want_flush(c);
         return false;
     }
+    if (linear) ctr_.tx_linear++;
     rte_mbuf* payload = nullptr;
-    // A small payload is copied behind the headers (one cache line or two) rather than
-    // referenced: an indirect mbuf costs an allocation and an atomic on the payload's
-    // reference count, which the receiving core would bounce back when it frees the
-    // segment. The send queue still holds the payload by reference until it is
-    // acknowledged; a retransmission copies the same few bytes again.
-    const bool inline_copy = len && len <= kInlinePayload;
     if (len && !inline_copy) {
         payload = sq_payload(c, seq, len);
         if (!payload) {

@@ -260,6 +260,17 @@ class Tcp {
         small_room_ = p ? uint32_t(rte_pktmbuf_data_room_size(p) - RTE_PKTMBUF_HEADROOM) : 0;
     }
 
+    // For a port that copies every frame out of its mbufs anyway (net_memif, net_tap,
+    // net_af_packet: pmd::Port::tx_copies): data segments are built whole, the payload copied
+    // from the send queue behind the headers into one mbuf of the stack's pool, instead of
+    // chaining an indirect mbuf per send-queue piece. The driver's copy then reads one buffer,
+    // and no reference count is taken and dropped per piece (an allocation, two atomics and a
+    // free each). The send queue still holds the payload by reference until it is
+    // acknowledged. Off by default: a NIC gathers the pieces by DMA, and the in-memory wire
+    // hands the mbufs over as they are.
+    void set_linear_tx(bool on);
+    bool linear_tx() const { return linear_max_ != 0; }
+
     // --- API -----------------------------------------------------------------------------
     // Passive open on `port` (host order). Returns 0, or -EADDRINUSE / -ENOSPC.
     int listen(uint16_t port, uint32_t backlog = 0);
@@ -447,6 +458,7 @@ class Tcp {
     rte_mempool* pool_ = nullptr;
     rte_mempool* small_ = nullptr;
     uint32_t small_room_ = 0;
+    uint32_t linear_max_ = 0;  // set_linear_tx: payloads up to this many bytes are copied whole
     rte_mempool* hdr_pool() const { return small_ ? small_ : pool_; }
     TcpConn* last_ = nullptr;  // lookup's one-entry cache
     // Header and indirect mbufs come from a stash filled in bulk, the next ones prefetched:

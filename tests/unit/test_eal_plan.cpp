@@ -116,6 +116,20 @@ TEST(ParseDevice, Vdevs) {
     EXPECT_EQ(d.name, "net_null0");
 }
 
+// Which drivers copy frames on TX (TCP then builds whole segments: Tcp::set_linear_tx).
+TEST(DriverCopiesTx, CopyingDriversAndMemifZeroCopyClients) {
+    for (const char* d : {"net_tap", "net_af_packet", "net_pcap", "net_vhost"})
+        EXPECT_TRUE(pmd::driver_copies_tx(d, "")) << d;
+    for (const char* d : {"net_ring", "net_null", "net_ixgbe", "mlx5_pci", "net_i40e", ""})
+        EXPECT_FALSE(pmd::driver_copies_tx(d, "")) << d;
+    EXPECT_TRUE(pmd::driver_copies_tx("net_memif", "net_memif0,role=server,socket=/run/x.sock"));
+    EXPECT_TRUE(pmd::driver_copies_tx("net_memif", "net_memif0,role=client"));
+    EXPECT_TRUE(pmd::driver_copies_tx("net_memif", "net_memif0,role=client,zero-copy=no"));
+    // A client's zero-copy mode puts the mbufs' own buffers on the ring; a server ignores it.
+    EXPECT_FALSE(pmd::driver_copies_tx("net_memif", "net_memif0,role=client,zero-copy=yes"));
+    EXPECT_TRUE(pmd::driver_copies_tx("net_memif", "net_memif0,role=server,zero-copy=yes"));
+}
+
 TEST(ParseDevice, InvalidStrings) {
     for (const char* bad :
          {"", ",iface=x", "eth0", "net_", "net_tap 0", "net-tap0", "0000:01:00.8", "0000:01:00",

@@ -391,3 +391,78 @@ TEST_F(TcpData, ManySmallPiecesAreCopiedIntoOneSegment) {
 }
 
 }  // namespace sluice::test
+
+namespace sluice::test {
+
+// Tcp::set_linear_tx (a port that copies frames anyway): a data segment is one mbuf, its
+// payload copied from the send queue behind the headers; the queue keeps the app's mbufs by
+// reference (no indirect mbuf attached to them) until the ACK, and a retransmission is built
+// the same way. Without it the same queue goes out as chains over the pieces.
+TEST_F(TcpData, LinearTxBuildsWholeSegmentsAndKeepsThePayloadByReference) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    tcp().set_nodelay(conn_, true);
+    auto queue = [&](std::vector<rte_mbuf*>& pieces, Bytes& all) {
+        for (int i = 0; i < 3; ++i) {
+            rte_mbuf* m = rte_pktmbuf_alloc(unit_pool());
+            ASSERT_NE(m, nullptr);
+            const Bytes piece = pattern(600, uint8_t(7 + 13 * i));
+            memcpy(rte_pktmbuf_append(m, 600), piece.data(), piece.size());
+            all.insert(all.end(), piece.begin(), piece.end());
+            pieces.push_back(m);
+            ASSERT_EQ(tcp().send(conn_, m), 0);
+        }
+    };
+    // The built segments, as the port would get them: nb_segs of each.
+    auto built = [&] {
+        tcp().dispatch(tapp_);
+        tcp().flush(now_);
+        std::vector<uint16_t> segs;
+        for (uint16_t i = 0; i < stack().tx().size(); ++i)
+            segs.push_back(stack().tx().data()[i]->nb_segs);
+        return segs;
+    };
+
+    tcp().set_linear_tx(true);
+    ASSERT_TRUE(tcp().linear_tx());
+    std::vector<rte_mbuf*> pieces;
+    Bytes all;
+    ASSERT_NO_FATAL_FAILURE(queue(pieces, all));
+    const uint64_t before = tctr().tx_linear;
+    EXPECT_EQ(built(), (std::vector<uint16_t>{1, 1}));  // 1800 bytes: one MSS and the rest
+    for (rte_mbuf* m : pieces) EXPECT_EQ(rte_mbuf_refcnt_read(m), 1) << "no indirect mbuf on it";
+    EXPECT_EQ(tctr().tx_linear, before + 2);
+    auto v = tx_segs();
+    ASSERT_EQ(v.size(), 2u);
+    EXPECT_EQ(cat({v[0].payload, v[1].payload}), all);
+    // The retransmission timeout: the first segment again, whole, from the queue.
+    advance(1000);
+    v = tx_segs();
+    ASSERT_GE(v.size(), 1u);
+    EXPECT_EQ(v[0].seq, pack_);
+    EXPECT_EQ(v[0].payload, Bytes(all.begin(), all.begin() + v[0].len()));
+    EXPECT_EQ(tctr().tx_linear, before + 2 + v.size());
+    pack_ += uint32_t(all.size());
+    rx_ack(pack_);
+    step();
+    tx_segs();
+
+    // The same queue without: each segment chains indirect mbufs over the pieces.
+    tcp().set_linear_tx(false);
+    ASSERT_FALSE(tcp().linear_tx());
+    pieces.clear();
+    all.clear();
+    ASSERT_NO_FATAL_FAILURE(queue(pieces, all));
+    const std::vector<uint16_t> chains = built();
+    ASSERT_EQ(chains.size(), 2u);
+    EXPECT_GT(chains[0], 1);
+    EXPECT_GT(chains[1], 1);
+    for (rte_mbuf* m : pieces) EXPECT_GT(rte_mbuf_refcnt_read(m), 1) << "referenced by a segment";
+    v = tx_segs();
+    ASSERT_EQ(v.size(), 2u);
+    EXPECT_EQ(cat({v[0].payload, v[1].payload}), all);
+    pack_ += uint32_t(all.size());
+    rx_ack(pack_);
+    EXPECT_EQ(stats().bytes_sent, 3600u);
+}
+
+}  // namespace sluice::test

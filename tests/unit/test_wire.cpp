@@ -106,6 +106,7 @@ TEST_F(Wire, TrustedLinkHandsChecksumRequestsOverAsVerified) {
     pmd::PortConfig pc;
     pc.trusted_link = true;
     ASSERT_EQ(w.open(fresh_name(), pc, unit_pool()), 0);
+    EXPECT_FALSE(w.a().tx_copies()) << "net_ring hands the mbufs over";
     // The frame of TxFinishesChecksumsInSoftware, checksums requested from the port.
     rte_mbuf* m = udp_needing_checksums();
     ASSERT_NE(m, nullptr);
