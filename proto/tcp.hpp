@@ -261,9 +261,10 @@ class Tcp {
     }
 
     // For a port that copies every frame out of its mbufs anyway (net_memif, net_tap,
-    // net_af_packet: pmd::Port::tx_copies): data segments are built whole, the payload copied
-    // from the send queue behind the headers into one mbuf of the stack's pool, instead of
-    // chaining an indirect mbuf per send-queue piece. The driver's copy then reads one buffer,
+    // net_af_packet: pmd::Port::tx_copies): data segments over several send-queue pieces are
+    // built whole, the payload copied from the send queue behind the headers into one mbuf of
+    // the stack's pool, instead of chaining an indirect mbuf per piece (a segment within one
+    // piece keeps its one indirect mbuf). The driver's copy then reads one buffer,
     // and no reference count is taken and dropped per piece (an allocation, two atomics and a
     // free each). The send queue still holds the payload by reference until it is
     // acknowledged. Off by default: a NIC gathers the pieces by DMA, and the in-memory wire
