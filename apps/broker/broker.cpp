@@ -942,24 +942,10 @@ bool Broker::reserve(uint32_t need) {
 void Broker::relieve_pools() {
     if (now_ < next_relief_) return;
     next_relief_ = now_ + hz_ / 10;
-    // Only a client that has stopped reading goes: one whose peer has acknowledged nothing for
-    // half a second of short pools (measured from this episode's first look: an idle
-    // subscriber that just got a burst is not stuck). One that reads, however slowly, is left
-    // to the output limits (check_limits) while the publishers wait for the pools.
-    if (now_ - last_relief_ > hz_) relief_episode_++;
-    last_relief_ = now_;
     Client* worst = nullptr;
     uint64_t most = 0;
     for (auto& c : clients_) {
         if (!c->live || c->dead || !c->conn || !c->avg_frame) continue;
-        const uint64_t acked = c->conn->st.bytes_sent;
-        if (c->relief_episode != relief_episode_ || acked != c->relief_acked) {
-            c->relief_episode = relief_episode_;
-            c->relief_acked = acked;
-            c->relief_moved = now_;
-            continue;
-        }
-        if (now_ - c->relief_moved < hz_ / 2) continue;
         const uint64_t frames = (uint64_t(c->out.size()) + c->conn->sq_bytes) / c->avg_frame;
         if (frames > most) {
             most = frames;

@@ -115,11 +115,6 @@ class Broker {
         uint32_t credited = 0;      // unparsed bytes already given back to the receive window
         uint64_t soft_since = 0;    // TSC when the output went above the soft limit, or 0
         uint32_t avg_frame = 0;     // bytes per message frame, averaged (check_limits)
-        // relieve_pools' view of its reading: bytes acknowledged when last seen to move, when
-        // (TSC), and in which episode of short pools.
-        uint64_t relief_acked = 0;
-        uint64_t relief_moved = 0;
-        uint32_t relief_episode = 0;
 
         uint32_t n_subs() const { return uint32_t(subs[0].size() + subs[1].size()); }
         bool subscribed() const { return n_subs() + subs[2].size() != 0; }
@@ -226,8 +221,6 @@ class Broker {
     // keep every delivery waiting for good.
     void relieve_pools();
     uint64_t next_relief_ = 0;
-    uint64_t last_relief_ = 0;       // relieve_pools' last look (TSC)
-    uint32_t relief_episode_ = 0;    // looks more than a second apart start a new episode
     std::vector<BusMsg> owed_acks_;  // acknowledgements not yet built (no mbuf)
     // Subscription changes of this core's clients that some other core has not acknowledged
     // yet (announce with an ack), oldest first. A message another core published before it
