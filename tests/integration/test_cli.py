@@ -103,6 +103,29 @@ class ReflectorLifecycleTest(CliTestCase):
                 proc.communicate(timeout=5)
 
 
+    def test_fatal_signal_leaves_its_name_and_the_stack(self):
+        # A fault dies of its signal as before (no core file here: RLIMIT_CORE 0), after
+        # writing the signal, the lcore and the stack to stderr.
+        import resource
+        proc = subprocess.Popen(self.argv("--duration", "60"), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE,
+                                                                      (0, 0)))
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], h.READY_TIMEOUT_S)
+            self.assertTrue(ready, "no output from the reflector")
+            self.assertIn("ready", proc.stdout.readline())
+            proc.send_signal(signal.SIGSEGV)
+            out, err = proc.communicate(timeout=h.STOP_TIMEOUT_S)
+            self.assertEqual(proc.returncode, -signal.SIGSEGV, out + err)
+            self.assertRegex(err, r"sluice: fatal signal 11 \(Segmentation fault\) on lcore")
+            self.assertIn("rte_dump_stack", err)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=5)
+
+
 class SeededLoopbackTest(CliTestCase):
     """--seed on a loopback port (net_ring0, whose TX feeds its RX) with --mac: the frames
     circulate, each lap validated and reflected, nothing is dropped, and every mbuf is back in
