@@ -82,6 +82,32 @@ def total_retrans(sock: socket.socket) -> int | None:
         return None
 
 
+# struct tcp_info (linux/tcp.h): the fields that say which side's timer a stall waits on.
+_TCP_INFO_FIELDS = (  # name, struct format, offset
+    ("ca_state", "B", 1), ("retransmits", "B", 2), ("backoff", "B", 4), ("rto_us", "I", 8),
+    ("unacked", "I", 24), ("sacked", "I", 28), ("lost", "I", 32), ("retrans", "I", 36),
+    ("last_data_sent_ms", "I", 44), ("last_data_recv_ms", "I", 52),
+    ("last_ack_recv_ms", "I", 56), ("rtt_us", "I", 68), ("rttvar_us", "I", 72),
+    ("snd_cwnd", "I", 80), ("total_retrans", "I", 100), ("rwnd_limited_us", "Q", 176))
+_CA_STATES = ("open", "disorder", "cwr", "recovery", "loss")
+
+
+def tcp_info(sock: socket.socket) -> dict | None:
+    """The kernel's view of a connection: RTO and its backoff, congestion state, how long
+    since data went out or came in, time limited by the peer's receive window."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 184)
+    except OSError:
+        return None
+    out = {}
+    for name, fmt, off in _TCP_INFO_FIELDS:
+        if off + struct.calcsize(fmt) <= len(info):
+            out[name] = struct.unpack_from("=" + fmt, info, off)[0]
+    if "ca_state" in out and out["ca_state"] < len(_CA_STATES):
+        out["ca_state"] = _CA_STATES[out["ca_state"]]
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 
 def progress(res: dict, last: float) -> float:
@@ -132,7 +158,7 @@ def bulk(args) -> dict:
     res = {"connected": False, "error": None, "bytes": args.bytes, "bytes_sent": 0,
            "bytes_received": 0, "eof": False, "first_mismatch": None, "sent_sha256": None,
            "recv_sha256": None, "total_retrans": None, "elapsed_s": None, "stalled": False,
-           "longest_stall_s": 0.0}
+           "longest_stall_s": 0.0, "tcp_info": None, "max_backoff": 0}
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(min(args.stall, args.deadline))
     try:
@@ -167,6 +193,10 @@ def bulk(args) -> dict:
             ep.modify(sock.fileno(), mask)
             events = ep.poll(min(0.5, max(0.0, deadline - now)))
             if not events:
+                # Idle: note how far the kernel's retransmission timer has backed off.
+                info = tcp_info(sock)
+                if info:
+                    res["max_backoff"] = max(res["max_backoff"], info.get("backoff", 0))
                 continue
             ev = events[0][1]
             if sending and ev & (select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP):
@@ -213,6 +243,7 @@ def bulk(args) -> dict:
         res["error"] = errno_name(e)
     finally:
         res["total_retrans"] = total_retrans(sock)
+        res["tcp_info"] = tcp_info(sock)  # at the end: at a stall, the state it stalled in
         ep.close()
         sock.close()
     res["sent_sha256"] = sent_h.hexdigest()
