@@ -1095,6 +1095,16 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
     const uint32_t flight = c->snd_max - c->snd_una;
     const uint32_t sacked_before = c->sacked_bytes;
     if (c->sack_ok && s.o.n_sack) sack_update(c, s);
+    // A duplicate ACK. RFC 5681 2: no data, same ACK, same window. With SACK, RFC 6675 2:
+    // any ACK whose SACK blocks cover octets not SACKed before, "even if it carries new data,
+    // changes the advertised window, or moves the cumulative acknowledgment point". A peer
+    // that sends data too (an echo, a request/response) acknowledges on its data segments:
+    // under RFC 5681's definition alone none of its ACKs counts, and every loss waits for the
+    // retransmission timer. (A zero window refusing a probe is not a sign of loss.)
+    const bool new_sack = c->sack_ok && c->sacked_bytes > sacked_before;
+    const bool dup_ack =
+        c->snd_max != c->snd_una && wnd != 0 && !(s.flags & (kSyn | kFin)) &&
+        (new_sack || (s.ack == c->snd_una && s.len == 0 && wnd == c->snd_wnd));
 
     if (seq_gt(s.ack, c->snd_una)) {
         uint32_t acked = s.ack - c->snd_una;
@@ -1176,12 +1186,12 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
                     break;
             }
         }
-    } else if (s.ack == c->snd_una && s.len == 0 && !(s.flags & (kSyn | kFin)) &&
-               c->snd_max != c->snd_una && wnd != 0 &&
-               (wnd == c->snd_wnd || c->sacked_bytes > sacked_before)) {
-        // (A zero window refusing a probe is not a sign of loss.)
-        // A duplicate ACK: RFC 5681 2 (same window), or RFC 6675 2 (new SACK information:
-        // a receiver whose app reads moves its window on nearly every ACK, Linux's included).
+    }
+    // RFC 6675 5: a duplicate ACK counts "regardless of its status as a cumulative
+    // acknowledgment" (a cumulative one has just reset DupAcks to zero); outside recovery,
+    // DupThresh of them, or IsLost(HighACK + 1) (more than (DupThresh - 1) * SMSS SACKed
+    // above SND.UNA), starts fast retransmit.
+    if (dup_ack && c->snd_max != c->snd_una) {
         c->dupacks++;
         if (!c->in_recovery) {
             const bool sack_loss = c->sack_ok && c->sacked_bytes > (kDupThresh - 1) * c->snd_mss;

@@ -113,6 +113,56 @@ TEST_F(TcpRecovery, SackDuplicateAcksCountEvenWhenTheWindowMoves) {
     EXPECT_EQ(stats().fast_retransmits, 0u);
 }
 
+// RFC 6675 2: "even if it carries new data". A peer that sends too (an echo, request and
+// response) acknowledges on its data segments; their new SACK blocks are duplicate ACKs, and
+// the third retransmits the hole at once instead of at the retransmission timeout.
+TEST_F(TcpRecovery, SackAcksOnDataSegmentsCountAsDuplicates) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true));
+    rx_ack(seg(1));  // segment 1 lost
+    tx_segs();
+    for (unsigned k = 0; k < 3; ++k) {
+        TcpOpts o;
+        o.sack = {{seg(2), seg(3 + k)}};
+        // One new SACKed segment per data segment: IsLost() only after the third.
+        rx_seg(kTcpAck | kTcpPsh, pseq_, seg(1), pattern(100, 20 + k), o);
+        pseq_ += 100;
+        if (k < 2) EXPECT_EQ(stats().fast_retransmits, 0u) << "duplicate " << k + 1;
+    }
+    EXPECT_EQ(stats().fast_retransmits, 1u);
+    bool retransmitted = false;
+    for (const TcpSeg& t : tx_segs()) retransmitted |= t.seq == seg(1);
+    EXPECT_TRUE(retransmitted);
+    EXPECT_EQ(stats().rto_expirations, 0u);
+    // Data segments without SACK information are not duplicates (RFC 5681 2 (b)).
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true));
+    rx_ack(seg(1));
+    tx_segs();
+    for (unsigned k = 0; k < 4; ++k) {
+        rx_seg(kTcpAck | kTcpPsh, pseq_, seg(1), pattern(100, 30 + k));
+        pseq_ += 100;
+    }
+    EXPECT_EQ(stats().fast_retransmits, 0u);
+}
+
+// RFC 6675 5: a cumulative ACK that also SACKs new octets is a duplicate too ("regardless of
+// its status as a cumulative acknowledgment"): when its blocks put IsLost(HighACK + 1) true,
+// more than two segments SACKed above the new SND.UNA, the hole goes at once.
+TEST_F(TcpRecovery, CumulativeAckWithSackAboveAHoleRetransmitsIt) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true));
+    TcpOpts o;
+    o.sack = {{seg(2), seg(5)}};  // 0 arrived, 1 lost, 2..4 arrived
+    rx_ack(seg(1), o);
+    EXPECT_EQ(stats().fast_retransmits, 1u);
+    bool retransmitted = false;
+    for (const TcpSeg& t : tx_segs()) retransmitted |= t.seq == seg(1);
+    EXPECT_TRUE(retransmitted);
+    // Two segments SACKed above the hole are not yet a loss (DupThresh = 3).
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true));
+    o.sack = {{seg(2), seg(4)}};
+    rx_ack(seg(1), o);
+    EXPECT_EQ(stats().fast_retransmits, 0u);
+}
+
 // RFC 6582 3.2 step 4: a partial ACK (above the old SND.UNA, below `recover`) retransmits
 // the next missing segment at once and stays in recovery; step 3: the full ACK ends it with
 // cwnd = min(ssthresh, FlightSize + SMSS).
