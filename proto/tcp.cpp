@@ -1102,9 +1102,8 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
     // under RFC 5681's definition alone none of its ACKs counts, and every loss waits for the
     // retransmission timer. (A zero window refusing a probe is not a sign of loss.)
     const bool new_sack = c->sack_ok && c->sacked_bytes > sacked_before;
-    const bool dup_ack =
-        c->snd_max != c->snd_una && wnd != 0 && !(s.flags & (kSyn | kFin)) &&
-        (new_sack || (s.ack == c->snd_una && s.len == 0 && wnd == c->snd_wnd));
+    const bool dup_ack = c->snd_max != c->snd_una && wnd != 0 && !(s.flags & (kSyn | kFin)) &&
+                         (new_sack || (s.ack == c->snd_una && s.len == 0 && wnd == c->snd_wnd));
 
     if (seq_gt(s.ack, c->snd_una)) {
         uint32_t acked = s.ack - c->snd_una;
