@@ -1125,6 +1125,7 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
         // Scoreboard entries now below SND.UNA go.
         if (c->n_sacked) sack_trim(c);
         c->dupacks = 0;
+        if (c->rto_recovery && seq_geq(s.ack, c->recover)) c->rto_recovery = false;
         if (c->in_recovery) {
             if (seq_geq(s.ack, c->recover)) {
                 // Full acknowledgment: leave recovery (RFC 6582 3.2 step 3, option 1;
@@ -1194,10 +1195,19 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
         c->dupacks++;
         if (!c->in_recovery) {
             const bool sack_loss = c->sack_ok && c->sacked_bytes > (kDupThresh - 1) * c->snd_mss;
-            if ((c->dupacks >= kDupThresh || sack_loss) &&
-                // RFC 6582 3.2 step 1: not again for losses of the same window.
-                (seq_gt(s.ack, c->recover) || c->recover == c->snd_una - 1 || !c->recover_set)) {
+            // RFC 6582 3.2 step 1: not again for losses of the same window.
+            const bool new_window =
+                seq_gt(s.ack, c->recover) || c->recover == c->snd_una - 1 || !c->recover_set;
+            if ((c->dupacks >= kDupThresh || sack_loss) && new_window) {
                 enter_recovery(c, now);
+            } else if (sack_loss && c->rto_recovery) {
+                // RFC 6675 5.1: after a timeout no new recovery phase starts below
+                // RecoveryPoint, but "the TCP sender SHOULD use the SACK information to
+                // determine which data should be retransmitted": a segment of the resent
+                // window lost again goes as soon as the SACKs above it say so, without
+                // another cut of the window (the timeout made it) and without waiting for
+                // another timeout, backed off.
+                enter_recovery(c, now, false);
             }
         } else if (!c->sack_ok) {
             c->cc.cwnd += c->snd_mss;  // RFC 5681 3.2 step 4: inflate
@@ -1223,17 +1233,17 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
     return true;
 }
 
-void Tcp::enter_recovery(TcpConn* c, uint64_t now) {
+void Tcp::enter_recovery(TcpConn* c, uint64_t now, bool reduce) {
     // RFC 5681 3.2 steps 2-3 / RFC 6675 5 steps (1)-(3) / RFC 6582 3.2 step 2.
     const uint32_t flight = c->snd_max - c->snd_una;
-    c->cc.on_congestion(flight);
+    if (reduce) c->cc.on_congestion(flight);
     c->recover = c->snd_max;
     c->recover_set = true;
     c->in_recovery = true;
     c->high_rxt = c->snd_una;
     ctr_.fast_retransmits++;
     c->st.fast_retransmits++;
-    if (!c->sack_ok) {
+    if (!c->sack_ok && reduce) {
         c->cc.cwnd = c->cc.ssthresh + kDupThresh * c->snd_mss;
     }
     c->rtt_timing = false;
@@ -2001,9 +2011,11 @@ void Tcp::output(TcpConn* c, uint64_t now) {
 uint32_t Tcp::sack_pipe(const TcpConn* c) const {
     // RFC 6675 4 SetPipe, simplified: every byte not SACKed is in flight unless it lies in
     // a hole below the highest SACKed byte (lost) that was not retransmitted since.
+    // Above SND.NXT nothing is in flight: after a timeout (SND.NXT back at SND.UNA, RFC 6298
+    // 5.4) what was sent beyond it counts as lost until it is sent again.
     if (c->n_sacked == 0) return c->snd_nxt - c->snd_una;
     const uint32_t high_sacked = c->sacked[c->n_sacked - 1].right;
-    uint32_t pipe = seq_gt(c->snd_max, high_sacked) ? c->snd_max - high_sacked : 0;
+    uint32_t pipe = seq_gt(c->snd_nxt, high_sacked) ? c->snd_nxt - high_sacked : 0;
     // Retransmitted bytes in holes: [snd_una, high_rxt) minus SACKed parts.
     if (seq_gt(c->high_rxt, c->snd_una)) {
         uint32_t r = c->high_rxt - c->snd_una;
@@ -2523,6 +2535,7 @@ void Tcp::on_rto(TcpConn* c, uint64_t now) {
     c->in_recovery = false;
     c->recover = c->snd_max;  // RFC 6582 3.2 step 1 after a timeout
     c->recover_set = true;
+    c->rto_recovery = true;
     c->dupacks = 0;
     // RFC 2018 8 / RFC 6675 5.1: after a timeout the SACK information may be stale.
     c->n_sacked = 0;

@@ -163,6 +163,7 @@ struct TcpConn {
     bool freed;           // released while on the flush list
     bool writable_event;  // a writable event is queued
     bool recover_set;     // `recover` holds a value (RFC 6582)
+    bool rto_recovery;    // after a timeout, until SND.UNA reaches `recover` (RFC 6675 5.1)
     bool wnd_update;      // a reopened window is being announced (Tcp::consumed)
     uint8_t wnd_update_tries;
     uint32_t wnd_update_seq;  // RCV.NXT when the window reopened
@@ -379,7 +380,7 @@ class Tcp {
     void sack_update(TcpConn* c, const Seg& s);
     void sack_trim(TcpConn* c);
     uint32_t sack_pipe(const TcpConn* c) const;
-    void enter_recovery(TcpConn* c, uint64_t now);
+    void enter_recovery(TcpConn* c, uint64_t now, bool reduce = true);
     void retransmit_head(TcpConn* c, uint64_t now);
     void rtt_sample(TcpConn* c, uint32_t rtt_us);
 

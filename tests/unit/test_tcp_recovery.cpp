@@ -163,6 +163,34 @@ TEST_F(TcpRecovery, CumulativeAckWithSackAboveAHoleRetransmitsIt) {
     EXPECT_EQ(stats().fast_retransmits, 0u);
 }
 
+// RFC 6675 5.1: after a timeout no new recovery phase starts below RecoveryPoint, but the
+// SACKs still say what to send: a segment of the resent window lost again is retransmitted
+// once more than two segments above it are SACKed, without another window cut and without
+// waiting for the next (backed-off) timeout.
+TEST_F(TcpRecovery, AfterATimeoutSackedHolesGoWithoutAnotherTimeout) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true));
+    advance(300);  // nothing acknowledged: the timeout (200 ms) resends segment 0
+    ASSERT_EQ(stats().rto_expirations, 1u);
+    auto v = tx_segs();
+    ASSERT_FALSE(v.empty());
+    EXPECT_EQ(v[0].seq, seg(0));
+    const uint32_t ssthresh = stats().ssthresh;
+    rx_ack(seg(1));  // segment 0 arrived; slow start resends 1 and 2: 1 is lost again
+    tx_segs();
+    for (unsigned k = 0; k < 3; ++k) {
+        TcpOpts o;
+        o.sack = {{seg(2), seg(3 + k)}};
+        rx_ack(seg(1), o);
+    }
+    bool retransmitted = false;
+    for (const TcpSeg& t : tx_segs()) retransmitted |= t.seq == seg(1);
+    EXPECT_TRUE(retransmitted) << "segment 1 again, from the SACKs";
+    EXPECT_EQ(stats().rto_expirations, 1u);
+    EXPECT_EQ(stats().ssthresh, ssthresh) << "the timeout already cut the window";
+    rx_ack(seg(10));
+    EXPECT_EQ(stats().bytes_sent, 10u * kMss);
+}
+
 // RFC 6582 3.2 step 4: a partial ACK (above the old SND.UNA, below `recover`) retransmits
 // the next missing segment at once and stays in recovery; step 3: the full ACK ends it with
 // cwnd = min(ssthresh, FlightSize + SMSS).
