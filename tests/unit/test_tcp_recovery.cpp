@@ -126,7 +126,9 @@ TEST_F(TcpRecovery, SackAcksOnDataSegmentsCountAsDuplicates) {
         // One new SACKed segment per data segment: IsLost() only after the third.
         rx_seg(kTcpAck | kTcpPsh, pseq_, seg(1), pattern(100, 20 + k), o);
         pseq_ += 100;
-        if (k < 2) EXPECT_EQ(stats().fast_retransmits, 0u) << "duplicate " << k + 1;
+        if (k < 2) {
+            EXPECT_EQ(stats().fast_retransmits, 0u) << "duplicate " << k + 1;
+        }
     }
     EXPECT_EQ(stats().fast_retransmits, 1u);
     bool retransmitted = false;
