@@ -73,15 +73,6 @@ def errno_name(e: OSError) -> str:
     return errno.errorcode.get(e.errno, str(e.errno)) if e.errno else type(e).__name__
 
 
-def total_retrans(sock: socket.socket) -> int | None:
-    """tcpi_total_retrans from struct tcp_info (offset 100, see linux/tcp.h)."""
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-        return struct.unpack_from("=I", info, 100)[0]
-    except OSError:
-        return None
-
-
 # struct tcp_info (linux/tcp.h): the fields that say which side's timer a stall waits on.
 _TCP_INFO_FIELDS = (  # name, struct format, offset
     ("ca_state", "B", 1), ("retransmits", "B", 2), ("backoff", "B", 4), ("rto_us", "I", 8),
@@ -242,8 +233,8 @@ def bulk(args) -> dict:
     except OSError as e:
         res["error"] = errno_name(e)
     finally:
-        res["total_retrans"] = total_retrans(sock)
         res["tcp_info"] = tcp_info(sock)  # at the end: at a stall, the state it stalled in
+        res["total_retrans"] = (res["tcp_info"] or {}).get("total_retrans")
         ep.close()
         sock.close()
     res["sent_sha256"] = sent_h.hexdigest()
