@@ -1195,9 +1195,10 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
         c->dupacks++;
         if (!c->in_recovery) {
             const bool sack_loss = c->sack_ok && c->sacked_bytes > (kDupThresh - 1) * c->snd_mss;
-            // RFC 6582 3.2 step 1: not again for losses of the same window.
-            const bool new_window =
-                seq_gt(s.ack, c->recover) || c->recover == c->snd_una - 1 || !c->recover_set;
+            // RFC 6582 3.2 step 1: not again for losses of the same window. `recover` holds
+            // SND.MAX, one above "the highest sequence number transmitted": an ACK that
+            // reaches it "covers more than recover".
+            const bool new_window = seq_geq(s.ack, c->recover) || !c->recover_set;
             if ((c->dupacks >= kDupThresh || sack_loss) && new_window) {
                 enter_recovery(c, now);
             } else if (sack_loss && c->rto_recovery) {

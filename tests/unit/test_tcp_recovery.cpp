@@ -193,6 +193,46 @@ TEST_F(TcpRecovery, AfterATimeoutSackedHolesGoWithoutAnotherTimeout) {
     EXPECT_EQ(stats().bytes_sent, 10u * kMss);
 }
 
+// RFC 6582 3.2 step 1: `recover` is "the highest sequence number transmitted", the octet
+// below SND.MAX; a cumulative ACK that reaches SND.MAX as it was at the last recovery
+// "covers more than recover", so a loss in the very next window starts a new recovery
+// instead of waiting for the retransmission timeout.
+TEST_F(TcpRecovery, LossRightAfterARecoveryStartsAnotherOne) {
+    for (const bool sack : {true, false}) {
+        SCOPED_TRACE(sack ? "SACK" : "NewReno");
+        ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::newreno, sack));
+        send(pattern(8 * kMss, 13));  // waits for room in the window
+        // Segment 0 lost, 1..11 arrive. The first two duplicates let new segments out
+        // (limited transmit), the third starts recovery: `recover` is then seg(r).
+        std::set<uint32_t> sent;
+        unsigned r = 10;
+        for (unsigned k = 0; k < 11; ++k) {
+            TcpOpts o;
+            if (sack) o.sack = {{seg(1), seg(2 + k)}};
+            rx_ack(seg(0), o);
+            for (const TcpSeg& t : tx_segs()) sent.insert(t.seq);
+            if (k < 2) r = 10 + unsigned(sent.size());
+        }
+        ASSERT_EQ(stats().fast_retransmits, 1u);
+        ASSERT_TRUE(sent.count(seg(0)));
+        for (unsigned i = r; i < r + 4; ++i) ASSERT_TRUE(sent.count(seg(i))) << i;
+        // The full ACK ends recovery exactly at `recover`. In the new window segment r is
+        // lost and the next three arrive.
+        rx_ack(seg(r));
+        tx_segs();
+        for (unsigned k = 0; k < 3; ++k) {
+            TcpOpts o;
+            if (sack) o.sack = {{seg(r + 1), seg(r + 2 + k)}};
+            rx_ack(seg(r), o);
+        }
+        EXPECT_EQ(stats().fast_retransmits, 2u);
+        bool retransmitted = false;
+        for (const TcpSeg& t : tx_segs()) retransmitted |= t.seq == seg(r);
+        EXPECT_TRUE(retransmitted) << "segment " << r << " at once, not at the timeout";
+        EXPECT_EQ(stats().rto_expirations, 0u);
+    }
+}
+
 // RFC 6582 3.2 step 4: a partial ACK (above the old SND.UNA, below `recover`) retransmits
 // the next missing segment at once and stays in recovery; step 3: the full ACK ends it with
 // cwnd = min(ssthresh, FlightSize + SMSS).
