@@ -137,6 +137,7 @@ struct Counters {
     X(retransmits, "segments retransmitted")                                   \
     X(rto_expirations, "retransmission timeouts")                              \
     X(fast_retransmits, "fast retransmits (RFC 5681 3.2)")                     \
+    X(lost_retransmits, "retransmissions found lost again (RFC 8985 6.2)")     \
     X(ooo_segs, "segments queued out of order")                                \
     X(ooo_dropped, "out-of-order segments dropped: queue full")                \
     X(dup_segs, "segments entirely duplicate")                                 \

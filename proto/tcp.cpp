@@ -1134,6 +1134,7 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
                 c->cc.cwnd = std::min(c->cc.ssthresh,
                                       std::max(c->snd_max - c->snd_una, c->snd_mss) + c->snd_mss);
                 c->high_rxt = c->snd_una;
+                c->n_rtx_recs = 0;
             } else if (!c->sack_ok) {
                 // Partial acknowledgment (RFC 6582 3.2 step 4): retransmit the next hole,
                 // deflate the window by what was acknowledged, add back one SMSS.
@@ -1215,6 +1216,8 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
         }
     }
 
+    if (c->n_rtx_recs) rtx_detect_lost(c);
+
     // Window update (RFC 9293 3.10.7.4: SND.WL1 < SEG.SEQ, or equal and SND.WL2 =< SEG.ACK).
     if (seq_lt(c->snd_wl1, s.seq) || (c->snd_wl1 == s.seq && seq_leq(c->snd_wl2, s.ack))) {
         const bool opened = c->snd_wnd == 0 && wnd != 0;
@@ -1242,6 +1245,7 @@ void Tcp::enter_recovery(TcpConn* c, uint64_t now, bool reduce) {
     c->recover_set = true;
     c->in_recovery = true;
     c->high_rxt = c->snd_una;
+    c->n_rtx_recs = 0;
     ctr_.fast_retransmits++;
     c->st.fast_retransmits++;
     if (!c->sack_ok && reduce) {
@@ -1260,8 +1264,69 @@ void Tcp::retransmit_head(TcpConn* c, uint64_t now) {
         return;
     }
     if (len == 0) return;
-    send_segment(c, c->snd_una, len, kAck, now, true);
+    if (!send_segment(c, c->snd_una, len, kAck, now, true)) return;
     if (seq_gt(c->snd_una + len, c->high_rxt)) c->high_rxt = c->snd_una + len;
+    if (c->in_recovery && c->sack_ok) rtx_note(c, c->snd_una, c->snd_una + len);
+}
+
+bool Tcp::sack_covers(const TcpConn* c, uint32_t left, uint32_t right) const {
+    for (unsigned k = 0; k < c->n_sacked; ++k)
+        if (seq_leq(c->sacked[k].left, left) && seq_geq(c->sacked[k].right, right)) return true;
+    return false;
+}
+
+// A retransmission in SACK recovery: remember when it went, relative to everything else.
+void Tcp::rtx_note(TcpConn* c, uint32_t left, uint32_t right) {
+    TcpConn::RtxRec* r = nullptr;
+    for (unsigned k = 0; k < c->n_rtx_recs; ++k)
+        if (c->rtx_recs[k].left == left) r = &c->rtx_recs[k];
+    if (!r) {
+        // Full: this one goes untracked, and only the timer finds it lost.
+        if (c->n_rtx_recs == TcpConn::kRtxRecs) return;
+        r = &c->rtx_recs[c->n_rtx_recs++];
+        r->left = left;
+    }
+    r->right = right;
+    r->mark = c->snd_max;
+    r->order = ++c->rtx_order & 0x7fffffffu;
+    r->lost = 0;
+}
+
+// RFC 8985 6.2 (RACK), for retransmissions: a segment is lost when one sent after it has
+// been delivered (SACKed or cumulatively acknowledged) and it has not. "Sent after" is either
+// data first sent after it (at or above its `mark`), or a later retransmission. The reordering
+// window is zero in recovery while no reordering has been seen (RFC 8985 6.2 step 4); Sluice
+// does not track reordering, so a reordered retransmission costs one needless resend.
+void Tcp::rtx_detect_lost(TcpConn* c) {
+    if (!c->in_recovery || !c->sack_ok) {
+        c->n_rtx_recs = 0;
+        return;
+    }
+    // Delivered: drop them, keeping the latest send order among them.
+    uint32_t delivered = 0;
+    bool any = false;
+    for (unsigned k = 0; k < c->n_rtx_recs;) {
+        const TcpConn::RtxRec& r = c->rtx_recs[k];
+        if (seq_leq(r.right, c->snd_una) || sack_covers(c, r.left, r.right)) {
+            if (!any || int32_t((r.order - delivered) << 1) > 0) delivered = r.order;
+            any = true;
+            c->rtx_recs[k] = c->rtx_recs[--c->n_rtx_recs];
+            continue;
+        }
+        ++k;
+    }
+    const uint32_t high_sacked = c->n_sacked ? c->sacked[c->n_sacked - 1].right : c->snd_una;
+    for (unsigned k = 0; k < c->n_rtx_recs; ++k) {
+        TcpConn::RtxRec& r = c->rtx_recs[k];
+        if (r.lost) continue;
+        // (31-bit order: compared in the same modular way as sequence numbers.)
+        const bool later_delivered = any && int32_t((delivered - r.order) << 1) > 0;
+        if (seq_gt(high_sacked, r.mark) || later_delivered) {
+            r.lost = 1;
+            ctr_.lost_retransmits++;
+            want_flush(c);
+        }
+    }
 }
 
 // RFC 2018 / RFC 6675: merge the SACK blocks of an ACK into the scoreboard.
@@ -1923,6 +1988,21 @@ void Tcp::output(TcpConn* c, uint64_t now) {
     // the holes below the highest SACKed byte, then send new data.
     if (c->in_recovery && c->sack_ok && c->n_sacked) {
         const uint32_t high_sacked = c->sacked[c->n_sacked - 1].right;
+        // Retransmissions found lost again go first: they hold up SND.UNA.
+        for (unsigned k = 0; k < c->n_rtx_recs; ++k) {
+            TcpConn::RtxRec& r = c->rtx_recs[k];
+            if (!r.lost) continue;
+            if (sack_pipe(c) + c->snd_mss > c->cc.cwnd || stack_->tx().room() < 16) break;
+            const uint32_t from = seq_max(r.left, c->snd_una);
+            const uint32_t len = std::min(r.right - from, mss);
+            if (!send_segment(c, from, len, kAck, now, true)) break;
+            r.left = from;
+            r.right = from + len;
+            r.mark = c->snd_max;
+            r.order = ++c->rtx_order & 0x7fffffffu;
+            r.lost = 0;
+            sent_any = true;
+        }
         for (;;) {
             const uint32_t pipe = sack_pipe(c);
             if (pipe + c->snd_mss > c->cc.cwnd) break;
@@ -1942,6 +2022,7 @@ void Tcp::output(TcpConn* c, uint64_t now) {
             const uint32_t len = std::min(to - from, mss);
             if (!send_segment(c, from, len, kAck, now, true)) break;
             c->high_rxt = from + len;
+            rtx_note(c, from, from + len);
             sent_any = true;
             if (stack_->tx().room() < 16) break;
         }
@@ -2024,6 +2105,14 @@ uint32_t Tcp::sack_pipe(const TcpConn* c) const {
             const TcpSackBlock& b = c->sacked[k];
             if (seq_geq(b.left, c->high_rxt)) break;
             r -= seq_min(b.right, c->high_rxt) - b.left;
+        }
+        // A retransmission found lost again has left the network (RFC 8985 6.2).
+        for (unsigned k = 0; k < c->n_rtx_recs; ++k) {
+            const TcpConn::RtxRec& x = c->rtx_recs[k];
+            if (x.lost && seq_gt(x.right, c->snd_una) && seq_leq(x.right, c->high_rxt)) {
+                const uint32_t n = x.right - seq_max(x.left, c->snd_una);
+                r -= std::min(r, n);
+            }
         }
         pipe += r;
     }
@@ -2541,6 +2630,7 @@ void Tcp::on_rto(TcpConn* c, uint64_t now) {
     // RFC 2018 8 / RFC 6675 5.1: after a timeout the SACK information may be stale.
     c->n_sacked = 0;
     c->sacked_bytes = 0;
+    c->n_rtx_recs = 0;
     c->high_rxt = c->snd_una;
     c->snd_nxt = c->snd_una;
     c->sq_cur = nullptr;

@@ -223,6 +223,21 @@ struct TcpConn {
     uint8_t n_sacked;
     uint32_t high_rxt;  // RFC 6675 HighRxt
     uint32_t sacked_bytes;
+    // Segments resent in the current SACK recovery, in the order sent (RFC 8985's transmit
+    // order, kept only for retransmissions): one is lost again when something sent after it
+    // is delivered and it is not (RFC 8985 6.2 with no reordering window in recovery).
+    // NextSeg (RFC 6675 4) never resends below HighRxt, so without this a lost
+    // retransmission waits for the retransmission timer.
+    struct RtxRec {
+        uint32_t left, right;  // the range resent
+        uint32_t mark;         // SND.MAX when resent: everything from here was sent after it
+        uint32_t order : 31;   // when resent, counted per connection
+        uint32_t lost : 1;     // found lost, not yet resent
+    };
+    static constexpr unsigned kRtxRecs = 8;
+    RtxRec rtx_recs[kRtxRecs];
+    uint8_t n_rtx_recs;
+    uint32_t rtx_order;
 
     // Receiver: out-of-order segments in sequence order; the most recent for SACK (RFC 2018 4).
     TcpOooSeg* ooo;
@@ -380,6 +395,9 @@ class Tcp {
     void sack_update(TcpConn* c, const Seg& s);
     void sack_trim(TcpConn* c);
     uint32_t sack_pipe(const TcpConn* c) const;
+    bool sack_covers(const TcpConn* c, uint32_t left, uint32_t right) const;
+    void rtx_note(TcpConn* c, uint32_t left, uint32_t right);
+    void rtx_detect_lost(TcpConn* c);
     void enter_recovery(TcpConn* c, uint64_t now, bool reduce = true);
     void retransmit_head(TcpConn* c, uint64_t now);
     void rtt_sample(TcpConn* c, uint32_t rtt_us);

@@ -47,6 +47,7 @@ class ImpairedEchoTest(h.AppTestCase):
         tcp = h.wait_tcp_idle(env, timeout=15)
         faults = {k: v for k, v in stats.items() if k.startswith("impair_") and v}
         tcp_summary = tcp and {k: tcp.get(k) for k in ("retransmits", "fast_retransmits",
+                                                       "lost_retransmits",
                                                        "rto_expirations", "ooo_segs",
                                                        "dup_segs", "open_conns")}
         print(f"impair {spec}: {size} bytes each way in {r['elapsed_s']} s "

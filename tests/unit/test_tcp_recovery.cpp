@@ -233,6 +233,56 @@ TEST_F(TcpRecovery, LossRightAfterARecoveryStartsAnotherOne) {
     }
 }
 
+// RFC 8985 6.2: a retransmission is lost too once data sent after it is SACKed and it is
+// not; it goes again at once (RFC 6675's NextSeg alone never resends below HighRxt, leaving it
+// to the retransmission timer).
+TEST_F(TcpRecovery, LostRetransmissionGoesAgainWithoutATimeout) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true));
+    send(pattern(20 * kMss, 14));  // more to send: new data follows the retransmission
+    auto sack = [&](uint32_t right) {
+        TcpOpts o;
+        o.sack = {{seg(2), right}};
+        rx_ack(seg(1), o);
+    };
+    std::vector<TcpSeg> sent;
+    auto resent = [&](uint32_t seq) {
+        unsigned n = 0;
+        for (const TcpSeg& t : tx_segs()) {
+            n += t.seq == seq;
+            sent.push_back(t);
+        }
+        return n;
+    };
+    // Segment 1 lost: the third duplicate resends it. Before that, the cumulative ACK of
+    // segment 0 and limited transmit sent new segments up to seg(hi).
+    sack(seg(3));
+    sack(seg(4));
+    resent(0);
+    unsigned hi = 9;
+    for (const TcpSeg& t : sent) hi = std::max(hi, unsigned((t.seq - seg(0)) / kMss));
+    sack(seg(5));
+    ASSERT_EQ(stats().fast_retransmits, 1u);
+    ASSERT_EQ(resent(seg(1)), 1u);
+    const uint64_t lost_before = tctr().lost_retransmits;
+    // The retransmission is lost. SACKs of segments sent before it say nothing about it.
+    for (unsigned i = 6; i <= hi + 1; ++i) sack(seg(i));
+    EXPECT_EQ(resent(seg(1)), 0u) << "only segments sent before the retransmission arrived";
+    EXPECT_EQ(tctr().lost_retransmits, lost_before);
+    bool after = false;
+    for (const TcpSeg& t : sent) after |= t.seq == seg(hi + 1);
+    ASSERT_TRUE(after) << "new data after the retransmission";
+    // New data sent after it arrives: it was lost.
+    sack(seg(hi + 2));
+    EXPECT_EQ(tctr().lost_retransmits, lost_before + 1);
+    EXPECT_EQ(resent(seg(1)), 1u) << "segment 1 again, at once";
+    EXPECT_EQ(stats().rto_expirations, 0u);
+    EXPECT_EQ(stats().fast_retransmits, 1u) << "the same recovery";
+    // Delivered this time: everything acknowledged, with no timeout.
+    rx_ack(seg(hi + 2));
+    EXPECT_EQ(stats().rto_expirations, 0u);
+    EXPECT_EQ(stats().bytes_sent, (hi + 2) * kMss);
+}
+
 // RFC 6582 3.2 step 4: a partial ACK (above the old SND.UNA, below `recover`) retransmits
 // the next missing segment at once and stays in recovery; step 3: the full ACK ends it with
 // cwnd = min(ssthresh, FlightSize + SMSS).
