@@ -138,6 +138,8 @@ struct Counters {
     X(rto_expirations, "retransmission timeouts")                              \
     X(fast_retransmits, "fast retransmits (RFC 5681 3.2)")                     \
     X(lost_retransmits, "retransmissions found lost again (RFC 8985 6.2)")     \
+    X(tlp_probes, "tail loss probes sent (RFC 8985 7.3)")                      \
+    X(tlp_repairs, "losses repaired by a tail loss probe (RFC 8985 7.4)")      \
     X(ooo_segs, "segments queued out of order")                                \
     X(ooo_dropped, "out-of-order segments dropped: queue full")                \
     X(dup_segs, "segments entirely duplicate")                                 \

@@ -25,6 +25,7 @@ constexpr uint16_t kHdrs = kEthHdrLen + kIpv4HdrLen;
 constexpr uint16_t kDefaultMss = 536;  // RFC 9293 3.7.1: when the peer sends no MSS option
 constexpr uint16_t kEphemeralLo = 49152, kEphemeralHi = 65535;  // RFC 6335 6
 constexpr uint32_t kMaxWindow = 1u << 30;                       // RFC 7323 2.3
+constexpr uint32_t kWorstDelAckMs = 200;                        // RFC 8985 7.2 WCDelAckT
 constexpr unsigned kDupThresh = 3;                              // RFC 5681 3.2, RFC 6675 2
 // SYN cookies: the MSS is encoded as an index into this table.
 constexpr uint16_t kCookieMss[4] = {536, 1220, 1440, 1460};
@@ -1094,6 +1095,15 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
     const uint32_t wnd = s.wnd << c->snd_wscale;
     const uint32_t flight = c->snd_max - c->snd_una;
     const uint32_t sacked_before = c->sacked_bytes;
+    if (c->tlp_out && s.o.n_sack) {
+        // RFC 2883 4: a first block below the cumulative ACK, or inside the second, reports
+        // a duplicate. One over the probe means the probe was not needed (RFC 8985 7.4.1).
+        const TcpSackBlock& d = s.o.sack[0];
+        const bool dsack =
+            seq_leq(d.right, s.ack) || (s.o.n_sack > 1 && seq_geq(d.left, s.o.sack[1].left) &&
+                                        seq_leq(d.right, s.o.sack[1].right));
+        if (dsack && seq_lt(d.left, c->tlp_end) && seq_gt(d.right, c->tlp_seq)) c->tlp_dsack = true;
+    }
     if (c->sack_ok && s.o.n_sack) sack_update(c, s);
     // A duplicate ACK. RFC 5681 2: no data, same ACK, same window. With SACK, RFC 6675 2:
     // any ACK whose SACK blocks cover octets not SACKed before, "even if it carries new data,
@@ -1126,6 +1136,7 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
         if (c->n_sacked) sack_trim(c);
         c->dupacks = 0;
         if (c->rto_recovery && seq_geq(s.ack, c->recover)) c->rto_recovery = false;
+
         if (c->in_recovery) {
             if (seq_geq(s.ack, c->recover)) {
                 // Full acknowledgment: leave recovery (RFC 6582 3.2 step 3, option 1;
@@ -1146,6 +1157,15 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
             }
         } else {
             c->cc.on_ack(acked, now * 1000000 / hz_, c->srtt_us);
+        }
+        if (c->tlp_out && seq_geq(s.ack, c->tlp_end)) {
+            // RFC 8985 7.4.2: everything up to the probe is acknowledged. A retransmitted
+            // probe that arrived only once repaired a loss: respond as fast recovery would.
+            c->tlp_out = false;
+            if (c->tlp_retrans && !c->tlp_dsack && !c->in_recovery) {
+                ctr_.tlp_repairs++;
+                c->cc.on_congestion(flight);
+            }
         }
         // ECN (RFC 3168 6.1.2): ECE on a new ACK → reduce once per window, set CWR.
         if (c->ecn_ok && (s.flags & kEce) && !c->in_recovery && seq_geq(s.ack, c->ecn_recover)) {
@@ -1246,6 +1266,7 @@ void Tcp::enter_recovery(TcpConn* c, uint64_t now, bool reduce) {
     c->in_recovery = true;
     c->high_rxt = c->snd_una;
     c->n_rtx_recs = 0;
+    c->tlp_out = false;  // RFC 8985 7.4: recovery takes over from the probe
     ctr_.fast_retransmits++;
     c->st.fast_retransmits++;
     if (!c->sack_ok && reduce) {
@@ -1980,7 +2001,7 @@ void Tcp::output(TcpConn* c, uint64_t now) {
         default:
             return;
     }
-    bool sent_any = false;
+    bool sent_any = false, sent_new = false;
     const uint32_t sq_end = c->snd_una + c->sq_bytes;
     // Our out-of-order queue does not change while we send: its SACK room is counted once.
     const uint32_t mss = seg_mss(c);
@@ -2061,8 +2082,10 @@ void Tcp::output(TcpConn* c, uint64_t now) {
             flags |= kPsh;
             if (c->fin_queued) flags |= kFin;
         }
-        if (!send_segment(c, c->snd_nxt, len, flags, now, seq_lt(c->snd_nxt, c->snd_max))) break;
+        const bool again = seq_lt(c->snd_nxt, c->snd_max);
+        if (!send_segment(c, c->snd_nxt, len, flags, now, again)) break;
         sent_any = true;
+        sent_new |= !again;
     }
     // A FIN with nothing (more) to send.
     if (c->fin_queued && c->snd_nxt == sq_end &&
@@ -2079,7 +2102,10 @@ void Tcp::output(TcpConn* c, uint64_t now) {
         !(c->snd_wnd == 0 && c->rtx_kind == TcpConn::rtx_persist && c->rtx_timer.armed())) {
         // (A zero-window probe outstanding stays under the persist timer: probing goes on
         // while the peer answers, RFC 9293 3.8.6.1.)
-        if (c->rtx_kind != TcpConn::rtx_rto || !c->rtx_timer.armed()) arm_rto(c, true);
+        // RFC 8985 7.2: a probe timeout restarts after new data goes out.
+        if ((c->rtx_kind != TcpConn::rtx_rto && c->rtx_kind != TcpConn::rtx_tlp) ||
+            !c->rtx_timer.armed() || (sent_new && c->rtx_kind == TcpConn::rtx_tlp))
+            arm_rto(c, true);
     } else if (c->sq_bytes) {
         if (c->rtx_kind != TcpConn::rtx_persist || !c->rtx_timer.armed()) {
             c->rtx_kind = TcpConn::rtx_persist;
@@ -2132,7 +2158,62 @@ uint32_t Tcp::persist_interval(const TcpConn* c) const {
 }
 
 void Tcp::arm_rto(TcpConn* c, bool restart) {
-    if (!restart && c->rtx_timer.armed() && c->rtx_kind == TcpConn::rtx_rto) return;
+    if (!restart && c->rtx_timer.armed() &&
+        (c->rtx_kind == TcpConn::rtx_rto || c->rtx_kind == TcpConn::rtx_tlp))
+        return;
+    const uint32_t rto = backed_off_rto(c);
+    if (tlp_allowed(c)) {
+        // RFC 8985 7.2: PTO = 2 SRTT, plus the peer's worst-case delayed ACK when one
+        // segment is in flight (it may be waiting for a second); at most the RTO. Plus one
+        // 1 ms tick: the wheel's granularity, so an ACK due at 2 SRTT is not raced.
+        uint32_t pto = (2 * c->srtt_us + 999) / 1000 + 1;
+        if (c->snd_max - c->snd_una <= c->snd_mss) pto += kWorstDelAckMs;
+        if (pto < rto) {
+            c->rtx_kind = TcpConn::rtx_tlp;
+            wheel_.arm(&c->rtx_timer, wheel_.now() + pto);
+            return;
+        }
+    }
+    c->rtx_kind = TcpConn::rtx_rto;
+    wheel_.arm(&c->rtx_timer, wheel_.now() + rto);
+}
+
+// RFC 8985 7.2: a probe is scheduled when SACK is on, the connection is not in loss recovery
+// (fast or after a timeout) and no probe is outstanding. Only with an RTT sample, and not
+// while the timer is backed off.
+bool Tcp::tlp_allowed(const TcpConn* c) const {
+    return cfg_.tlp && c->sack_ok && !c->in_recovery && !c->rto_recovery && !c->tlp_out &&
+           c->srtt_us != 0 && c->backoff == 0 && c->sq_bytes != 0 && !c->fin_sent &&
+           (c->state == TcpState::established || c->state == TcpState::close_wait) &&
+           c->snd_una != c->snd_max;
+}
+
+// RFC 8985 7.3: the probe timeout. One segment: new data if there is some and the peer's
+// window takes it, else the last segment sent, again. Then the retransmission timer.
+void Tcp::on_pto(TcpConn* c, uint64_t now) {
+    const uint32_t mss = seg_mss(c);
+    const uint32_t sq_end = c->snd_una + c->sq_bytes;
+    const uint32_t avail = seq_gt(sq_end, c->snd_nxt) ? sq_end - c->snd_nxt : 0;
+    const uint32_t peer_right = c->snd_una + c->snd_wnd;
+    const uint32_t room = seq_gt(peer_right, c->snd_nxt) ? peer_right - c->snd_nxt : 0;
+    bool sent = false;
+    if (avail && c->snd_nxt == c->snd_max && room >= std::min(avail, mss)) {
+        const uint32_t len = std::min(avail, mss);
+        c->tlp_seq = c->snd_nxt;
+        sent = send_segment(c, c->snd_nxt, len, kAck | (len == avail ? kPsh : 0), now, false);
+        c->tlp_retrans = false;
+    } else {
+        const uint32_t len = std::min(mss, c->snd_max - c->snd_una);
+        c->tlp_seq = c->snd_max - len;
+        sent = send_segment(c, c->tlp_seq, len, kAck | kPsh, now, true);
+        c->tlp_retrans = true;
+    }
+    if (sent) {
+        ctr_.tlp_probes++;
+        c->tlp_out = true;
+        c->tlp_dsack = false;
+        c->tlp_end = c->snd_max;
+    }
     c->rtx_kind = TcpConn::rtx_rto;
     wheel_.arm(&c->rtx_timer, wheel_.now() + backed_off_rto(c));
 }
@@ -2591,6 +2672,9 @@ void Tcp::timer_fired(TcpConn* c, uint64_t now) {
         case TcpConn::rtx_rto:
             on_rto(c, now);
             return;
+        case TcpConn::rtx_tlp:
+            on_pto(c, now);
+            return;
         case TcpConn::rtx_none:
             return;
     }
@@ -2631,6 +2715,7 @@ void Tcp::on_rto(TcpConn* c, uint64_t now) {
     c->n_sacked = 0;
     c->sacked_bytes = 0;
     c->n_rtx_recs = 0;
+    c->tlp_out = false;
     c->high_rxt = c->snd_una;
     c->snd_nxt = c->snd_una;
     c->sq_cur = nullptr;

@@ -84,6 +84,10 @@ struct TcpConfig {
     bool window_scale = true;
     bool ecn = false;  // ask for ECN on active opens; always accepted when the peer asks
     bool syn_cookies = true;
+    // Tail loss probes (RFC 8985 7) on SACK connections: at 2 SRTT without an ACK, one segment
+    // (new data, or the last one again) draws the ACK that shows what the tail lost, instead
+    // of waiting for the retransmission timeout.
+    bool tlp = true;
     bool nodelay = false;    // Nagle off by default? no: Nagle on (RFC 1122 4.2.3.4)
     bool keepalive = false;  // off by default (RFC 1122 4.2.3.6)
 };
@@ -164,6 +168,9 @@ struct TcpConn {
     bool writable_event;  // a writable event is queued
     bool recover_set;     // `recover` holds a value (RFC 6582)
     bool rto_recovery;    // after a timeout, until SND.UNA reaches `recover` (RFC 6675 5.1)
+    bool tlp_out;         // a loss probe is unacknowledged (RFC 8985 7.4: TLP.end_seq set)
+    bool tlp_retrans;     // ... and it was a retransmission (TLP.is_retrans)
+    bool tlp_dsack;       // ... and a D-SACK (RFC 2883) said it arrived twice
     bool wnd_update;      // a reopened window is being announced (Tcp::consumed)
     uint8_t wnd_update_tries;
     uint32_t wnd_update_seq;  // RCV.NXT when the window reopened
@@ -175,7 +182,8 @@ struct TcpConn {
         rtx_persist,
         rtx_keepalive,
         rtx_time_wait,
-        rtx_fin_wait_2
+        rtx_fin_wait_2,
+        rtx_tlp  // probe timeout (RFC 8985 7.2), then rtx_rto
     };
     RtxKind rtx_kind;
     uint16_t rcv_mss;       // the peer's usual segment size, as seen (Linux's rcv_mss)
@@ -188,9 +196,10 @@ struct TcpConn {
 
     // Send sequence space (RFC 9293 3.3.1).
     uint32_t iss, snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1, snd_wl2, snd_up;
-    uint32_t snd_mss;  // effective: peer's MSS minus the options we put in every segment
-    uint32_t recover;  // NewReno (RFC 6582 3.2)
-    uint32_t fin_seq;  // sequence number of our FIN (valid once fin_queued and sent)
+    uint32_t snd_mss;           // effective: peer's MSS minus the options we put in every segment
+    uint32_t recover;           // NewReno (RFC 6582 3.2)
+    uint32_t tlp_seq, tlp_end;  // the loss probe's range; tlp_end is TLP.end_seq (SND.MAX)
+    uint32_t fin_seq;           // sequence number of our FIN (valid once fin_queued and sent)
     uint32_t max_snd_wnd;
     uint32_t ecn_recover;  // no second ECN reduction before this is acknowledged
     // Receive sequence space.
@@ -469,6 +478,8 @@ class Tcp {
     static uint32_t seg_mss(const TcpConn* c);
     static constexpr uint32_t kPersistMaxMs = 2000;
     void arm_rto(TcpConn* c, bool restart);
+    bool tlp_allowed(const TcpConn* c) const;
+    void on_pto(TcpConn* c, uint64_t now);
     void arm_idle(TcpConn* c);
     void timer_fired(TcpConn* c, uint64_t now);
     void on_rto(TcpConn* c, uint64_t now);

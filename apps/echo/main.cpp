@@ -123,6 +123,8 @@ int main(int argc, char** argv) {
          [&](const std::string&, std::string&) { return !(cfg.tcp.sack = false); }},
         {"no-timestamps", false, "TCP: do not offer timestamps",
          [&](const std::string&, std::string&) { return !(cfg.tcp.timestamps = false); }},
+        {"no-tlp", false, "TCP: no tail loss probes (RFC 8985 7); the RTO alone",
+         [&](const std::string&, std::string&) { return !(cfg.tcp.tlp = false); }},
     };
     engine::Options opt;
     const engine::ParseResult r = engine::parse_options(argc, argv, "sluice-echo", app_opts, opt);

@@ -400,6 +400,9 @@ namespace sluice::test {
 // reference until the ACK, and a retransmission is built the same way. Without it every
 // segment chains indirect mbufs over its pieces.
 TEST_F(TcpData, LinearTxBuildsWholeSegmentsAndKeepsThePayloadByReference) {
+    proto::TcpConfig c = tcp_config();
+    c.tlp = false;  // retransmissions from the timer only: the head, each time
+    start_tcp(c);
     ASSERT_NO_FATAL_FAILURE(open_passive());
     tcp().set_nodelay(conn_, true);
     auto queue = [&](std::vector<rte_mbuf*>& pieces, Bytes& all) {

@@ -28,10 +28,11 @@ class TcpRecovery : public TcpTest {
     }
     static constexpr uint32_t kMss = 1448;
     // Established (RTT 1 ms), `n` full segments sent and taken.
-    void open_and_send(unsigned n, proto::TcpCcAlgo cc, bool sack) {
+    void open_and_send(unsigned n, proto::TcpCcAlgo cc, bool sack, bool tlp = true) {
         proto::TcpConfig c = tcp_config();
         c.cc = cc;
         c.sack = sack;
+        c.tlp = tlp;
         start_tcp(c);
         ASSERT_NO_FATAL_FAILURE(open_passive());
         send(pattern(n * kMss, 11));
@@ -170,7 +171,7 @@ TEST_F(TcpRecovery, CumulativeAckWithSackAboveAHoleRetransmitsIt) {
 // once more than two segments above it are SACKed, without another window cut and without
 // waiting for the next (backed-off) timeout.
 TEST_F(TcpRecovery, AfterATimeoutSackedHolesGoWithoutAnotherTimeout) {
-    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true));
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true, false));
     advance(300);  // nothing acknowledged: the timeout (200 ms) resends segment 0
     ASSERT_EQ(stats().rto_expirations, 1u);
     auto v = tx_segs();
@@ -342,6 +343,95 @@ TEST_F(TcpRecovery, SackRecoveryRetransmitsEachHole) {
     EXPECT_EQ(stats().bytes_sent, 10u * kMss);
 }
 
+// RFC 8985 7: with SACK, a tail that draws no ACK gets a probe at PTO = 2 SRTT (+ 1 ms tick)
+// instead of waiting out the RTO: the last segment again when there is nothing new to send.
+// The retransmission timer then runs from the probe (7.3). A D-SACK of the probe says it was
+// not needed (7.4.1): the window stays.
+TEST_F(TcpRecovery, TailLossProbeResendsTheLastSegment) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(3, proto::TcpCcAlgo::cubic, true));
+    const uint32_t srtt_us = stats().srtt_us;
+    ASSERT_LT(srtt_us, 1000u) << "the handshake's RTT sample: PTO is 2 ms";
+    const uint32_t cwnd = stats().cwnd;
+    advance(1);
+    EXPECT_TRUE(tx_segs().empty()) << "not before the probe timeout";
+    advance(1);
+    auto v = tx_segs();
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].seq, seg(2)) << "the last segment";
+    EXPECT_EQ(v[0].len(), kMss);
+    EXPECT_EQ(tctr().tlp_probes, 1u);
+    EXPECT_EQ(stats().rto_expirations, 0u);
+    // No second probe: the retransmission timer, from the probe.
+    advance(199);
+    EXPECT_TRUE(tx_segs().empty());
+    advance(1);
+    v = tx_segs();
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].seq, seg(0)) << "the timeout resends the head";
+    EXPECT_EQ(stats().rto_expirations, 1u);
+    EXPECT_EQ(tctr().tlp_probes, 1u);
+
+    // Only the ACK was lost: the peer D-SACKs the probe; no loss, no window cut.
+    ASSERT_NO_FATAL_FAILURE(open_and_send(3, proto::TcpCcAlgo::cubic, true));
+    advance(2);
+    ASSERT_EQ(tx_segs().size(), 1u);
+    TcpOpts o;
+    o.sack = {{seg(2), seg(3)}};  // below the cumulative ACK: a duplicate (RFC 2883 4.1.1)
+    rx_ack(seg(3), o);
+    EXPECT_EQ(tctr().tlp_repairs, 0u);
+    EXPECT_GE(stats().cwnd, cwnd);
+    EXPECT_EQ(stats().bytes_sent, 3u * kMss);
+}
+
+// RFC 8985 7.4.2: a retransmitted probe that the peer did not get twice repaired a loss: the
+// sender responds as fast recovery would (here CUBIC's beta, 0.7).
+TEST_F(TcpRecovery, TailLossProbeThatRepairsALossCutsTheWindow) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(3, proto::TcpCcAlgo::cubic, true));
+    const uint32_t cwnd = stats().cwnd;
+    // Segments 0 and 1 arrive but their ACK is lost; segment 2 is lost.
+    advance(2);
+    auto v = tx_segs();
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].seq, seg(2));
+    rx_ack(seg(3));  // the probe delivered it: no D-SACK
+    EXPECT_EQ(tctr().tlp_repairs, 1u);
+    EXPECT_LT(stats().cwnd, cwnd);
+    EXPECT_EQ(stats().ssthresh, stats().cwnd);
+    EXPECT_EQ(stats().rto_expirations, 0u);
+    EXPECT_EQ(stats().bytes_sent, 3u * kMss);
+}
+
+// RFC 8985 7.3: new data goes as the probe when the peer's window takes it (the congestion
+// window does not count for the probe).
+TEST_F(TcpRecovery, TailLossProbeSendsNewDataWhenThereIsSome) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true));
+    send(pattern(2 * kMss, 15));  // queued behind a full congestion window
+    EXPECT_TRUE(tx_segs().empty());
+    advance(2);
+    auto v = tx_segs();
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].seq, seg(10)) << "new data";
+    EXPECT_EQ(stats().retransmits, 0u);
+    EXPECT_EQ(tctr().tlp_probes, 1u);
+    rx_ack(seg(11));
+    EXPECT_EQ(tctr().tlp_repairs, 0u) << "new data repairs nothing";
+    EXPECT_EQ(stats().rto_expirations, 0u);
+}
+
+// RFC 8985 7.2: with one segment in flight the probe waits for the peer's delayed ACK too
+// (WCDelAckT, 200 ms), which is no earlier than the RTO: no probe, the timer.
+TEST_F(TcpRecovery, TailLossProbeSparesASingleSegment) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(1, proto::TcpCcAlgo::cubic, true));
+    advance(199);
+    EXPECT_TRUE(tx_segs().empty());
+    advance(1);
+    auto v = tx_segs();
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].seq, seg(0));
+    EXPECT_EQ(tctr().tlp_probes, 0u);
+    EXPECT_EQ(stats().rto_expirations, 1u);
+}
+
 // RFC 3168 6.1.1: an ECN-setup SYN (ECE, CWR) gets an ECN-setup SYN-ACK (ECE, not CWR);
 // data we send is ECT(0) (6.1.2), never pure ACKs or retransmissions.
 TEST_F(TcpRecovery, EcnNegotiatedOnPassiveOpen) {
@@ -414,7 +504,7 @@ TEST_F(TcpRecovery, PerConnectionStats) {
     advance(10);
     send(pattern(3 * kMss));
     tx_segs();
-    advance(20);
+    advance(1);  // within the probe timeout (2 SRTT + 1 ms): no tail loss probe
     rx_ack(pack_ + 3 * kMss);
     rx_data(pattern(500));
     advance(40);

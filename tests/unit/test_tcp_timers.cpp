@@ -48,6 +48,9 @@ TEST_F(TcpTimers, RtoFromRttSamples) {
 // timer backed off (doubled) each time; 2.4: never below rto_min (200 ms here, as Linux).
 // RFC 5681 3.1: after the timeout cwnd is one segment.
 TEST_F(TcpTimers, RtoMinAndExponentialBackoff) {
+    proto::TcpConfig c = tcp_config();
+    c.tlp = false;  // the timer alone (RFC 8985 probes: TailLossProbe* below)
+    start_tcp(c);
     ASSERT_NO_FATAL_FAILURE(open_with_rtt(1));
     EXPECT_EQ(stats().rto_ms, 200u);
     const uint64_t t0 = now_;
