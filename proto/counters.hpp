@@ -137,6 +137,7 @@ struct Counters {
     X(retransmits, "segments retransmitted")                                   \
     X(rto_expirations, "retransmission timeouts")                              \
     X(fast_retransmits, "fast retransmits (RFC 5681 3.2)")                     \
+    X(early_retransmits, "fast retransmits of small flights (RFC 5827)")       \
     X(lost_retransmits, "retransmissions found lost again (RFC 8985 6.2)")     \
     X(tlp_probes, "tail loss probes sent (RFC 8985 7.3)")                      \
     X(tlp_repairs, "losses repaired by a tail loss probe (RFC 8985 7.4)")      \

@@ -1220,7 +1220,9 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
             // SND.MAX, one above "the highest sequence number transmitted": an ACK that
             // reaches it "covers more than recover".
             const bool new_window = seq_geq(s.ack, c->recover) || !c->recover_set;
-            if ((c->dupacks >= kDupThresh || sack_loss) && new_window) {
+            const bool early = !sack_loss && c->dupacks < kDupThresh && early_retransmit(c);
+            if ((c->dupacks >= kDupThresh || sack_loss || early) && new_window) {
+                if (early) ctr_.early_retransmits++;
                 enter_recovery(c, now);
             } else if (sack_loss && c->rto_recovery) {
                 // RFC 6675 5.1: after a timeout no new recovery phase starts below
@@ -1275,6 +1277,23 @@ void Tcp::enter_recovery(TcpConn* c, uint64_t now, bool reduce) {
     c->rtt_timing = false;
     retransmit_head(c, now);
     arm_rto(c, true);
+}
+
+// RFC 5827 (early retransmit): fewer than four segments outstanding and nothing new that
+// could go (none queued, or the peer's window is full), so DupThresh duplicates can never
+// come: ER_thresh = outstanding segments - 1 (3.1). With SACK (3.2), counted in bytes: all
+// but one segment's worth above SND.UNA is SACKed. Without, duplicate ACKs.
+bool Tcp::early_retransmit(const TcpConn* c) const {
+    const uint32_t flight = c->snd_max - c->snd_una;
+    if (flight >= kDupThresh * c->snd_mss + c->snd_mss || flight <= c->snd_mss) return false;
+    const uint32_t sq_end = c->snd_una + c->sq_bytes;
+    const uint32_t avail = seq_gt(sq_end, c->snd_nxt) ? sq_end - c->snd_nxt : 0;
+    const uint32_t peer_right = c->snd_una + c->snd_wnd;
+    const uint32_t room = seq_gt(peer_right, c->snd_nxt) ? peer_right - c->snd_nxt : 0;
+    if (avail && room >= std::min(avail, c->snd_mss)) return false;
+    if (c->sack_ok) return c->sacked_bytes && flight - c->sacked_bytes <= c->snd_mss;
+    const uint32_t oseg = (flight + c->snd_mss - 1) / c->snd_mss;
+    return c->dupacks >= oseg - 1;
 }
 
 // The first unacknowledged segment, again (fast retransmit, partial ACK).

@@ -46,11 +46,10 @@ class ImpairedEchoTest(h.AppTestCase):
         stats, drops = env.stats(), env.drops()
         tcp = h.wait_tcp_idle(env, timeout=15)
         faults = {k: v for k, v in stats.items() if k.startswith("impair_") and v}
-        tcp_summary = tcp and {k: tcp.get(k) for k in ("retransmits", "fast_retransmits",
-                                                       "lost_retransmits", "tlp_probes",
-                                                       "tlp_repairs",
-                                                       "rto_expirations", "ooo_segs",
-                                                       "dup_segs", "open_conns")}
+        tcp_summary = tcp and {k: tcp.get(k) for k in (
+            "retransmits", "fast_retransmits", "early_retransmits", "lost_retransmits",
+            "tlp_probes", "tlp_repairs", "rto_expirations", "ooo_segs", "dup_segs",
+            "open_conns")}
         print(f"impair {spec}: {size} bytes each way in {r['elapsed_s']} s "
               f"({r.get('mb_per_s')} MB/s); linux retransmits {r['total_retrans']}; "
               f"faults {faults}; sluice tcp {tcp_summary}; longest stall "

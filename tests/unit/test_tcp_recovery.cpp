@@ -194,6 +194,42 @@ TEST_F(TcpRecovery, AfterATimeoutSackedHolesGoWithoutAnotherTimeout) {
     EXPECT_EQ(stats().bytes_sent, 10u * kMss);
 }
 
+// RFC 5827: with fewer than four segments outstanding and nothing new to send, three
+// duplicate ACKs can never come; ER_thresh is one less than the segments outstanding. With
+// SACK (3.2): every segment but the hole SACKed. Without: that many duplicate ACKs.
+TEST_F(TcpRecovery, EarlyRetransmitForASmallFlight) {
+    for (const bool sack : {true, false}) {
+        SCOPED_TRACE(sack ? "SACK" : "NewReno");
+        ASSERT_NO_FATAL_FAILURE(open_and_send(3, proto::TcpCcAlgo::cubic, sack));
+        const uint64_t early = tctr().early_retransmits;
+        TcpOpts o;
+        if (sack) o.sack = {{seg(1), seg(2)}};
+        rx_ack(seg(0), o);  // segment 0 lost, 1 arrived
+        EXPECT_EQ(stats().fast_retransmits, 0u) << "segment 2 may still come";
+        if (sack) o.sack = {{seg(1), seg(3)}};
+        rx_ack(seg(0), o);  // and 2
+        EXPECT_EQ(stats().fast_retransmits, 1u);
+        EXPECT_EQ(tctr().early_retransmits, early + 1);
+        bool retransmitted = false;
+        for (const TcpSeg& t : tx_segs()) retransmitted |= t.seq == seg(0);
+        EXPECT_TRUE(retransmitted) << "segment 0 at once";
+        rx_ack(seg(3));
+        EXPECT_EQ(stats().rto_expirations, 0u);
+    }
+    // Four segments outstanding: DupThresh as usual (two SACKed is not yet a loss).
+    ASSERT_NO_FATAL_FAILURE(open_and_send(4, proto::TcpCcAlgo::cubic, true));
+    TcpOpts o;
+    o.sack = {{seg(1), seg(2)}};
+    rx_ack(seg(0), o);
+    o.sack = {{seg(1), seg(3)}};
+    rx_ack(seg(0), o);
+    EXPECT_EQ(stats().fast_retransmits, 0u);
+    o.sack = {{seg(1), seg(4)}};
+    rx_ack(seg(0), o);
+    EXPECT_EQ(stats().fast_retransmits, 1u);
+    EXPECT_EQ(tctr().early_retransmits, 0u);
+}
+
 // RFC 6582 3.2 step 1: `recover` is "the highest sequence number transmitted", the octet
 // below SND.MAX; a cumulative ACK that reaches SND.MAX as it was at the last recovery
 // "covers more than recover", so a loss in the very next window starts a new recovery
