@@ -1634,7 +1634,7 @@ void Tcp::ooo_insert(TcpConn* c, rte_mbuf* m, uint32_t seq, uint32_t len, bool f
             } else {
                 ctr_.dup_segs++;
             }
-            c->last_ooo_seq = (*pp)->seq;
+            rcv_sack_note(c, seq, end);  // already held: its block is the latest again
             rte_pktmbuf_free(m);
             return;
         }
@@ -1681,8 +1681,40 @@ void Tcp::ooo_insert(TcpConn* c, rte_mbuf* m, uint32_t seq, uint32_t len, bool f
     *pp = n;
     c->ooo_segs++;
     c->ooo_bytes += len;
-    c->last_ooo_seq = seq;
+    rcv_sack_note(c, seq, end + (fin ? 1 : 0));
     ctr_.ooo_segs++;
+}
+
+// RFC 2018 4: the block holding the segment just received goes first; blocks it joins or
+// touches merge into it; the rest keep their order behind it, the oldest dropping off. (As
+// Linux keeps its selective_acks.) Reporting only the lowest blocks instead would leave a
+// new block above them unreported: its sender would resend it, and, learning of it late,
+// take the delay for a round-trip time.
+void Tcp::rcv_sack_note(TcpConn* c, uint32_t left, uint32_t right) {
+    TcpSackBlock b{left, right};
+    unsigned n = 0;
+    TcpSackBlock keep[TcpConn::kRcvSackBlocks];
+    for (unsigned k = 0; k < c->n_rcv_sack; ++k) {
+        const TcpSackBlock& e = c->rcv_sack[k];
+        if (seq_leq(e.left, b.right) && seq_leq(b.left, e.right)) {
+            b.left = seq_min(b.left, e.left);
+            b.right = seq_max(b.right, e.right);
+        } else {
+            keep[n++] = e;
+        }
+    }
+    c->rcv_sack[0] = b;
+    const unsigned m = std::min<unsigned>(n, TcpConn::kRcvSackBlocks - 1);
+    for (unsigned k = 0; k < m; ++k) c->rcv_sack[k + 1] = keep[k];
+    c->n_rcv_sack = uint8_t(m + 1);
+}
+
+// Blocks RCV.NXT has reached are acknowledged, no longer selectively.
+void Tcp::rcv_sack_trim(TcpConn* c) {
+    unsigned n = 0;
+    for (unsigned k = 0; k < c->n_rcv_sack; ++k)
+        if (seq_gt(c->rcv_sack[k].left, c->rcv_nxt)) c->rcv_sack[n++] = c->rcv_sack[k];
+    c->n_rcv_sack = uint8_t(n);
 }
 
 void Tcp::ooo_drain(TcpConn* c, uint64_t now) {
@@ -1712,6 +1744,7 @@ void Tcp::ooo_drain(TcpConn* c, uint64_t now) {
             return;
         }
     }
+    if (c->n_rcv_sack) rcv_sack_trim(c);
 }
 
 void Tcp::ooo_free(TcpConn* c) {
@@ -1724,6 +1757,7 @@ void Tcp::ooo_free(TcpConn* c) {
     }
     c->ooo_segs = 0;
     c->ooo_bytes = 0;
+    c->n_rcv_sack = 0;
 }
 
 // The window we offer: the buffer less what waits out of order; never shrinking the right
@@ -2283,29 +2317,11 @@ unsigned Tcp::write_options(TcpConn* c, uint8_t flags, uint8_t* p, uint64_t now,
     // (seg_mss); a segment cut otherwise (a retransmission of an older cut) may carry fewer.
     const uint32_t sack_room = c->snd_mss > len ? c->snd_mss - len : 0;
     if (c->sack_ok && c->ooo && sack_room >= 4 + 8) {
-        // RFC 2018 4: the first block holds the most recently received segment; then the
-        // others, up to what fits (3 with timestamps).
-        const unsigned max_blocks = std::min<unsigned>(c->ts_ok ? 3 : 4, (sack_room - 4) / 8);
-        TcpSackBlock blocks[4];
-        unsigned nb = 0;
-        // Coalesce the queue into contiguous ranges.
-        TcpSackBlock ranges[16];
-        unsigned nr = 0;
-        for (TcpOooSeg* s = c->ooo; s && nr < 16; s = s->next) {
-            const uint32_t r = s->seq + s->len + (s->fin ? 1 : 0);
-            if (nr && ranges[nr - 1].right == s->seq)
-                ranges[nr - 1].right = r;
-            else
-                ranges[nr++] = {s->seq, r};
-        }
-        for (unsigned i = 0; i < nr; ++i)
-            if (seq_in(c->last_ooo_seq, ranges[i].left, ranges[i].right)) {
-                blocks[nb++] = ranges[i];
-                ranges[i].left = ranges[i].right;  // used
-                break;
-            }
-        for (unsigned i = 0; i < nr && nb < max_blocks; ++i)
-            if (ranges[i].left != ranges[i].right) blocks[nb++] = ranges[i];
+        // RFC 2018 4: the first block holds the most recently received segment, then the
+        // most recently reported others, up to what fits (3 with timestamps).
+        const unsigned nb =
+            std::min<unsigned>({c->ts_ok ? 3u : 4u, (sack_room - 4) / 8, c->n_rcv_sack});
+        const TcpSackBlock* blocks = c->rcv_sack;
         p[n++] = kOptNop;
         p[n++] = kOptNop;
         p[n++] = kOptSack;

@@ -251,7 +251,11 @@ struct TcpConn {
     // Receiver: out-of-order segments in sequence order; the most recent for SACK (RFC 2018 4).
     TcpOooSeg* ooo;
     uint32_t ooo_segs, ooo_bytes;
-    uint32_t last_ooo_seq;
+    // The blocks our SACK options report, most recent first (RFC 2018 4): the one holding
+    // the latest arrival, then those reported before it. Older blocks drop off the end.
+    static constexpr unsigned kRcvSackBlocks = 4;
+    TcpSackBlock rcv_sack[kRcvSackBlocks];
+    uint8_t n_rcv_sack;
 
     TcpTimer rtx_timer;     // retransmission / persist / keepalive / TIME_WAIT
     TcpTimer delack_timer;  // delayed ACK
@@ -401,6 +405,8 @@ class Tcp {
     void ooo_insert(TcpConn* c, rte_mbuf* m, uint32_t seq, uint32_t len, bool fin);
     void ooo_drain(TcpConn* c, uint64_t now);
     void ooo_free(TcpConn* c);
+    void rcv_sack_note(TcpConn* c, uint32_t left, uint32_t right);
+    void rcv_sack_trim(TcpConn* c);
     void sack_update(TcpConn* c, const Seg& s);
     void sack_trim(TcpConn* c);
     uint32_t sack_pipe(const TcpConn* c) const;

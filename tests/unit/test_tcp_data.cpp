@@ -228,6 +228,37 @@ TEST_F(TcpData, OutOfOrderSackBlocksAndReassembly) {
     EXPECT_EQ(tctr().ooo_segs, 3u);
 }
 
+// RFC 2018 4 with more blocks than fit (3 beside timestamps): the first holds the latest
+// arrival and the others are the most recently reported, newest first, not the lowest: a new
+// block above several others is reported at once, and again on the next ACKs.
+TEST_F(TcpData, SackBlocksAreTheMostRecentNotTheLowest) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    const uint32_t base = pseq_;
+    auto seg = [&](int i) { rx_seg(kTcpAck, base + 1000 * i, pack_, pattern(1000, uint8_t(i))); };
+    using Blocks = std::vector<std::pair<uint32_t, uint32_t>>;
+    auto block = [&](int from, int to) {
+        return std::pair<uint32_t, uint32_t>{base + 1000 * from, base + 1000 * to};
+    };
+    // Six blocks: segments 1, 3, 5, 7, 9, 11 arrive in that order (0 and the even ones lost).
+    TcpSeg a;
+    for (int i = 1; i <= 11; i += 2) {
+        seg(i);
+        a = tx_one();
+        EXPECT_EQ(a.sack.at(0), block(i, i + 1)) << "the latest arrival first";
+    }
+    EXPECT_EQ(a.sack, (Blocks{block(11, 12), block(9, 10), block(7, 8)}));
+    // Segment 8 joins 7 and 9: one block, first; then the others by recency.
+    seg(8);
+    a = tx_one();
+    EXPECT_EQ(a.sack, (Blocks{block(7, 10), block(11, 12), block(5, 6)}));
+    // Segment 0 arrives: 0 and 1 are delivered and drop out of the blocks.
+    seg(0);
+    a = tx_one();
+    EXPECT_EQ(a.ack, base + 2000);
+    EXPECT_EQ(a.sack, (Blocks{block(7, 10), block(11, 12), block(5, 6)}));
+    EXPECT_EQ(stats().bytes_received, 2000u);
+}
+
 // Overlapping and duplicate out-of-order segments: each byte is delivered once.
 TEST_F(TcpData, OverlappingSegmentsDeliveredOnce) {
     ASSERT_NO_FATAL_FAILURE(open_passive());
