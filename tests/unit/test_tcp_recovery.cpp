@@ -194,6 +194,26 @@ TEST_F(TcpRecovery, AfterATimeoutSackedHolesGoWithoutAnotherTimeout) {
     EXPECT_EQ(stats().bytes_sent, 10u * kMss);
 }
 
+// RFC 6675 4 (SetPipe) after a timeout: what was sent beyond SND.NXT before it is not in
+// flight any more (RFC 6298 5.4 went back to SND.UNA), so it does not fill the pipe: with the
+// SACKs showing holes, the head and the next hole go together, not one per ACK.
+TEST_F(TcpRecovery, AfterATimeoutDataBeyondSndNxtIsNotInThePipe) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true, false));
+    advance(300);  // the timeout resends segment 0
+    ASSERT_EQ(stats().rto_expirations, 1u);
+    tx_segs();
+    // Segment 0 arrives; of the first flight only 3..5 had arrived (1, 2, 6..9 lost).
+    TcpOpts o;
+    o.sack = {{seg(3), seg(6)}};
+    rx_ack(seg(1), o);
+    std::set<uint32_t> rtx;
+    for (const TcpSeg& t : tx_segs()) rtx.insert(t.seq);
+    EXPECT_TRUE(rtx.count(seg(1))) << "the head";
+    EXPECT_TRUE(rtx.count(seg(2))) << "and the next hole, in the same round";
+    EXPECT_FALSE(rtx.count(seg(3)) || rtx.count(seg(4)) || rtx.count(seg(5))) << "SACKed";
+    EXPECT_EQ(stats().rto_expirations, 1u);
+}
+
 // RFC 5827: with fewer than four segments outstanding and nothing new to send, three
 // duplicate ACKs can never come; ER_thresh is one less than the segments outstanding. With
 // SACK (3.2): every segment but the hole SACKed. Without: that many duplicate ACKs.
