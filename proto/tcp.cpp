@@ -952,7 +952,10 @@ void Tcp::input_conn(TcpConn* c, Seg& s, uint64_t now) {
     if (!acceptable) {
         if (!(s.flags & kRst)) {
             ctr_.out_of_window++;
-            if (s.len && seq_lt(s.seq, c->rcv_nxt)) ctr_.dup_segs++;
+            if (s.len && seq_lt(s.seq, c->rcv_nxt)) {
+                ctr_.dup_segs++;
+                note_duplicate(c, s.seq, seq_min(s.seq + s.len, c->rcv_nxt));
+            }
             c->ack_now = true;  // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>
             want_flush(c);
             // RFC 9293 3.10.7.4 (TIME-WAIT): a retransmission of the remote FIN (it lies
@@ -1451,6 +1454,7 @@ void Tcp::process_data(TcpConn* c, Seg& s, uint64_t now) {
     // Trim what we already have (RFC 9293 3.10.7.4: "trimmed to the window").
     if (seq_lt(seq, c->rcv_nxt)) {
         const uint32_t dup = c->rcv_nxt - seq;
+        if (len) note_duplicate(c, seq, seq + std::min(dup, len));
         if (dup >= len) {
             // Only the FIN (or nothing) is new.
             if (dup > len || !fin) {
@@ -1635,6 +1639,7 @@ void Tcp::ooo_insert(TcpConn* c, rte_mbuf* m, uint32_t seq, uint32_t len, bool f
                 ctr_.dup_segs++;
             }
             rcv_sack_note(c, seq, end);  // already held: its block is the latest again
+            if (end != seq) note_duplicate(c, seq, end);
             rte_pktmbuf_free(m);
             return;
         }
@@ -1709,12 +1714,36 @@ void Tcp::rcv_sack_note(TcpConn* c, uint32_t left, uint32_t right) {
     c->n_rcv_sack = uint8_t(m + 1);
 }
 
-// Blocks RCV.NXT has reached are acknowledged, no longer selectively.
+// Blocks RCV.NXT has reached are acknowledged, no longer selectively. Room left is given to
+// the lowest blocks still queued that no block reports (they had dropped off the end): held
+// data stays reported.
 void Tcp::rcv_sack_trim(TcpConn* c) {
     unsigned n = 0;
     for (unsigned k = 0; k < c->n_rcv_sack; ++k)
         if (seq_gt(c->rcv_sack[k].left, c->rcv_nxt)) c->rcv_sack[n++] = c->rcv_sack[k];
+    const TcpOooSeg* s = c->ooo;
+    for (unsigned steps = 0; s && n < TcpConn::kRcvSackBlocks && steps < 64;) {
+        TcpSackBlock r{s->seq, s->seq + s->len + (s->fin ? 1 : 0)};
+        for (s = s->next, ++steps; s && s->seq == r.right && steps < 64; s = s->next, ++steps)
+            r.right = s->seq + s->len + (s->fin ? 1 : 0);
+        bool listed = false;
+        for (unsigned k = 0; k < n; ++k)
+            listed |=
+                seq_leq(c->rcv_sack[k].left, r.right) && seq_leq(r.left, c->rcv_sack[k].right);
+        if (!listed) c->rcv_sack[n++] = r;
+    }
     c->n_rcv_sack = uint8_t(n);
+}
+
+// RFC 2883 4: a segment that brought nothing new is reported as the first block of the next
+// SACK option (a D-SACK), so the sender learns its retransmission was not needed (Linux
+// undoes a needless window cut and widens its reordering window on it, RFC 8985 7.4.1 and
+// 6.2). Without SACK there is no option to carry it.
+void Tcp::note_duplicate(TcpConn* c, uint32_t left, uint32_t right) {
+    if (!c->sack_ok || left == right) return;
+    c->dsack = {left, right};
+    c->dsack_pending = true;
+    c->ack_now = true;
 }
 
 void Tcp::ooo_drain(TcpConn* c, uint64_t now) {
@@ -2284,15 +2313,10 @@ void Tcp::arm_idle(TcpConn* c) {
 // whose retransmission we lost while we were sending full-sized segments learns nothing until
 // its RTO, backed off perhaps to tens of seconds at 10 % loss.
 uint32_t Tcp::seg_mss(const TcpConn* c) {
-    if (!c->sack_ok || !c->ooo) return c->snd_mss;
+    if (!c->sack_ok || (!c->ooo && !c->dsack_pending)) return c->snd_mss;
     const unsigned max_blocks = c->ts_ok ? 3 : 4;
-    unsigned ranges = 0;
-    uint32_t right = 0;
-    for (const TcpOooSeg* s = c->ooo; s && ranges <= max_blocks; s = s->next) {
-        if (!ranges || right != s->seq) ranges++;
-        right = s->seq + s->len + (s->fin ? 1 : 0);
-    }
-    const uint32_t room = 4 + 8 * std::min(ranges, max_blocks);
+    const unsigned blocks = (c->ooo ? c->n_rcv_sack : 0u) + (c->dsack_pending ? 1u : 0u);
+    const uint32_t room = 4 + 8 * std::min(blocks, max_blocks);
     return c->snd_mss > room + 64 ? c->snd_mss - room : c->snd_mss;
 }
 
@@ -2316,12 +2340,19 @@ unsigned Tcp::write_options(TcpConn* c, uint8_t flags, uint8_t* p, uint64_t now,
     // counts the timestamps already). Data segments are cut to leave room for the blocks
     // (seg_mss); a segment cut otherwise (a retransmission of an older cut) may carry fewer.
     const uint32_t sack_room = c->snd_mss > len ? c->snd_mss - len : 0;
-    if (c->sack_ok && c->ooo && sack_room >= 4 + 8) {
+    if (c->sack_ok && (c->ooo || c->dsack_pending) && sack_room >= 4 + 8) {
         // RFC 2018 4: the first block holds the most recently received segment, then the
-        // most recently reported others, up to what fits (3 with timestamps).
-        const unsigned nb =
-            std::min<unsigned>({c->ts_ok ? 3u : 4u, (sack_room - 4) / 8, c->n_rcv_sack});
-        const TcpSackBlock* blocks = c->rcv_sack;
+        // most recently reported others, up to what fits (3 with timestamps). RFC 2883 4: a
+        // D-SACK goes before them all, once.
+        const unsigned max_blocks = std::min<unsigned>(c->ts_ok ? 3u : 4u, (sack_room - 4) / 8);
+        TcpSackBlock blocks[4];
+        unsigned nb = 0;
+        if (c->dsack_pending) {
+            blocks[nb++] = c->dsack;
+            c->dsack_pending = false;
+        }
+        for (unsigned k = 0; c->ooo && k < c->n_rcv_sack && nb < max_blocks; ++k)
+            blocks[nb++] = c->rcv_sack[k];
         p[n++] = kOptNop;
         p[n++] = kOptNop;
         p[n++] = kOptSack;

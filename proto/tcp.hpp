@@ -256,6 +256,8 @@ struct TcpConn {
     static constexpr unsigned kRcvSackBlocks = 4;
     TcpSackBlock rcv_sack[kRcvSackBlocks];
     uint8_t n_rcv_sack;
+    bool dsack_pending;  // report `dsack` as the first block of the next SACK (RFC 2883)
+    TcpSackBlock dsack;  // a duplicate received
 
     TcpTimer rtx_timer;     // retransmission / persist / keepalive / TIME_WAIT
     TcpTimer delack_timer;  // delayed ACK
@@ -407,6 +409,7 @@ class Tcp {
     void ooo_free(TcpConn* c);
     void rcv_sack_note(TcpConn* c, uint32_t left, uint32_t right);
     void rcv_sack_trim(TcpConn* c);
+    void note_duplicate(TcpConn* c, uint32_t left, uint32_t right);
     void sack_update(TcpConn* c, const Seg& s);
     void sack_trim(TcpConn* c);
     uint32_t sack_pipe(const TcpConn* c) const;

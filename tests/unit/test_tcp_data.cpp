@@ -259,6 +259,65 @@ TEST_F(TcpData, SackBlocksAreTheMostRecentNotTheLowest) {
     EXPECT_EQ(stats().bytes_received, 2000u);
 }
 
+// Blocks that dropped off the end of the reported ones come back as RCV.NXT passes the
+// reported ones: queued data stays reported (else its sender resends it).
+TEST_F(TcpData, ForgottenSackBlocksComeBackWhenTheReportedOnesAreAcknowledged) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    const uint32_t base = pseq_;
+    auto seg = [&](int i) { rx_seg(kTcpAck, base + 1000 * i, pack_, pattern(1000, uint8_t(i))); };
+    using Blocks = std::vector<std::pair<uint32_t, uint32_t>>;
+    auto block = [&](int from, int to) {
+        return std::pair<uint32_t, uint32_t>{base + 1000 * from, base + 1000 * to};
+    };
+    // Arrivals from the top down: the four reported are the lowest, 9 and 11 dropped off.
+    for (int i = 11; i >= 1; i -= 2) seg(i);
+    TcpSeg a = tx_segs().back();
+    EXPECT_EQ(a.sack, (Blocks{block(1, 2), block(3, 4), block(5, 6)}));
+    seg(0);  // 0 and 1 delivered
+    a = tx_one();
+    EXPECT_EQ(a.ack, base + 2000);
+    EXPECT_EQ(a.sack, (Blocks{block(3, 4), block(5, 6), block(7, 8)}));
+    seg(2);  // 2 and 3 delivered: block 9 is reported again
+    a = tx_one();
+    EXPECT_EQ(a.ack, base + 4000);
+    EXPECT_EQ(a.sack, (Blocks{block(5, 6), block(7, 8), block(9, 10)}));
+    seg(4);
+    a = tx_one();
+    EXPECT_EQ(a.sack, (Blocks{block(7, 8), block(9, 10), block(11, 12)}));
+}
+
+// RFC 2883 4: a duplicate segment is reported as the first SACK block of the ACK it draws
+// (a D-SACK), once; below RCV.NXT, or inside a queued block (then that block comes second).
+TEST_F(TcpData, DuplicateSegmentsAreReportedWithDsack) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    const uint32_t base = pseq_;
+    auto seg = [&](int i) { rx_seg(kTcpAck, base + 1000 * i, pack_, pattern(1000, uint8_t(i))); };
+    using Blocks = std::vector<std::pair<uint32_t, uint32_t>>;
+    auto block = [&](int from, int to) {
+        return std::pair<uint32_t, uint32_t>{base + 1000 * from, base + 1000 * to};
+    };
+    seg(0);
+    seg(1);
+    tx_segs();
+    seg(0);  // all below RCV.NXT
+    TcpSeg a = tx_one();
+    EXPECT_EQ(a.ack, base + 2000);
+    EXPECT_EQ(a.sack, (Blocks{block(0, 1)}));
+    EXPECT_EQ(tctr().dup_segs, 1u);
+    seg(3);  // out of order
+    a = tx_one();
+    EXPECT_EQ(a.sack, (Blocks{block(3, 4)})) << "the D-SACK went once";
+    seg(4);
+    tx_segs();
+    seg(3);  // again, inside the queued block [3, 5)
+    a = tx_one();
+    EXPECT_EQ(a.sack, (Blocks{block(3, 4), block(3, 5)}));
+    seg(2);
+    a = tx_one();
+    EXPECT_EQ(a.ack, base + 5000);
+    EXPECT_TRUE(a.sack.empty());
+}
+
 // Overlapping and duplicate out-of-order segments: each byte is delivered once.
 TEST_F(TcpData, OverlappingSegmentsDeliveredOnce) {
     ASSERT_NO_FATAL_FAILURE(open_passive());
