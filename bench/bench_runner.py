@@ -222,32 +222,63 @@ class Run:
     def __init__(self, plan, rec, workdir, tag):
         self.plan, self.rec, self.workdir, self.tag = plan, rec, workdir, tag
         self.server = self.client = None
+        self.server_stopped = False  # stopped by run_client (linger), not died
 
     def start_server(self, name, argv, tag_suffix="-server"):
         self.server = Proc(name, argv, self.workdir, self.tag + tag_suffix, self.plan.cpus)
         self.server.start()
         return self.server
 
-    def run_client(self, name, argv, what, slack, solo_key="client"):
+    def run_client(self, name, argv, what, slack, solo_key="client", linger=None):
         """Runs the client to its end (--duration + slack at most) and records its exit code,
         wall time, the CPU time of the client and the server over it (in cores; solo_key names
-        the client's figure when there is no server) and the foreign load of the two CPUs."""
+        the client's figure when there is no server) and the foreign load of the two CPUs.
+
+        linger: a pattern the client prints once its workers have stopped, its port still open
+        (the engine's --linger). Then the server is stopped first, and the client after it: a
+        net_memif side must not close while its peer's workers still poll (README, known
+        issue), and neither side polls at either close this way."""
         plan, rec, server = self.plan, self.rec, self.server
         self.client = client = Proc(name, argv, self.workdir, self.tag + "-client", plan.cpus)
         srv_cpu0 = proc_cpu_seconds(server.p.pid) if server else None
         ticks0 = cpu_ticks(plan.bench_cpus)
         client.start()
-        if not client.wait(time.monotonic() + plan.a.duration + slack):
+        deadline = time.monotonic() + plan.a.duration + slack
+        cli_cpu = None
+        if linger:
+            try:
+                client.wait_for(linger, deadline)
+            except RunError:
+                if client.alive():
+                    client.stop()
+                    raise RunError(f"{what} did not finish within --duration + {slack:.0f} s:\n"
+                                   + indent(client.tail()))
+                raise RunError(f"{what} exited with {client.p.returncode}:\n"
+                               + indent(client.tail()))
+            cli_cpu = proc_cpu_seconds(client.p.pid)
+        elif not client.wait(deadline):
             client.stop()
             raise RunError(f"{what} did not finish within --duration + {slack:.0f} s:\n"
                            + indent(client.tail()))
         client_wall = time.monotonic() - client.started
         srv_cpu1 = proc_cpu_seconds(server.p.pid) if server else None
         ticks1 = cpu_ticks(plan.bench_cpus)
+        if linger:
+            if server is not None:
+                if not server.alive():
+                    raise self.server_died_error()
+                rc = server.stop()
+                self.server_stopped = True
+                if rc != 0:
+                    raise RunError(f"server exited with {rc} after SIGINT:\n"
+                                   + indent(server.tail()))
+            client.stop()
         rec["client_rc"] = client.p.returncode
         rec["client_wall_s"] = round(client_wall, 3)
         cpu = {}
-        if client.rusage is not None and client_wall > 0:
+        if cli_cpu is not None and client_wall > 0:
+            cpu[solo_key if server is None else "client"] = round(cli_cpu / client_wall, 3)
+        elif client.rusage is not None and client_wall > 0:
             cpu[solo_key if server is None else "client"] = round(
                 (client.rusage.ru_utime + client.rusage.ru_stime) / client_wall, 3)
         if srv_cpu0 is not None and srv_cpu1 is not None and client_wall > 0:
@@ -266,7 +297,7 @@ class Run:
         return client
 
     def server_died(self):
-        return self.server is not None and not self.server.alive()
+        return self.server is not None and not self.server_stopped and not self.server.alive()
 
     def server_died_error(self):
         return RunError(f"server exited during the run (rc {self.server.p.returncode}):\n"

@@ -143,9 +143,12 @@ class Plan(PlanBase):
         server = [self.broker_bin, "--port", dev.format("server"), "--ip", f"{SERVER_IP}/24",
                   "--quiet"] + copy + ["--", "-l", str(self.server_cpu), "--file-prefix",
                   PREFIXES["server"]]
+        # --linger: the generator's port stays open until the runner has stopped the broker
+        # (Run.run_client), so neither memif side closes under a polling peer.
         client = [self.sluice_bin, "--port", dev.format("client"), "--ip", f"{CLIENT_IP}/24",
                   "--connect", f"{SERVER_IP}:{BROKER_PORT}"] + self.load_args(w) + \
-            ["--quiet", "--", "-l", str(self.client_cpu), "--file-prefix", PREFIXES["client"]]
+            ["--quiet", "--linger", "30", "--", "-l", str(self.client_cpu), "--file-prefix",
+             PREFIXES["client"]]
         return {"server": server, "client": client}
 
     def wire(self, w):
@@ -260,7 +263,8 @@ def run_once(plan, system, w, run_index, workdir):
             rec["server_ready_s"] = round(time.monotonic() - run.server.started, 3)
         # wire: one process, broker and generator (two lcores) together: cpu_cores' "process".
         client = run.run_client(f"{system} generator", cmds["client"], "generator",
-                                CLIENT_SLACK[kind], solo_key="process")
+                                CLIENT_SLACK[kind], solo_key="process",
+                                linger=r"lingering" if system == "sluice" else None)
         server_died = run.server_died()
         parsed = None
         try:

@@ -159,9 +159,12 @@ class Plan(PlanBase):
         server = [self.echo_bin, "--port", dev.format("server"), "--ip", f"{SERVER_IP}/24"] + \
             (["--discard"] if w["kind"] == "bulk" else []) + \
             ["--quiet", "--", "-l", str(self.server_cpu), "--file-prefix", PREFIXES["server"]]
+        # --linger: the client's port stays open until the runner has stopped the server
+        # (Run.run_client), so neither memif side closes under a polling peer.
         client = [self.echo_bin, "--port", dev.format("client"), "--ip", f"{CLIENT_IP}/24",
                   "--connect", f"{SERVER_IP}:{ECHO_PORT}"] + self.client_args(w) + \
-            ["--quiet", "--", "-l", str(self.client_cpu), "--file-prefix", PREFIXES["client"]]
+            ["--quiet", "--linger", "30", "--", "-l", str(self.client_cpu), "--file-prefix",
+             PREFIXES["client"]]
         return {"server": server, "client": client}
 
     def wire(self, w):
@@ -240,7 +243,8 @@ def run_once(plan, system, w, run_index, workdir):
                     raise RunError(f"no port= in the server's ready line: {ready}")
                 cmds = plan.commands(system, w, m.group(1))
                 rec["commands"]["client"] = shlex.join(cmds["client"])
-        client = run.run_client(f"{system} client", cmds["client"], "client", slack)
+        client = run.run_client(f"{system} client", cmds["client"], "client", slack,
+                                linger=r"lingering" if system == "memif" else None)
         err = client.stderr()
         m = re.search(r"eaddrnotavail=(\d+)", err)
         if m:

@@ -90,6 +90,8 @@ static std::string usage(const char* app, const std::vector<AppOption>& app_opti
         "  --mtu N             IP MTU (576..9000, default 1500)\n"
         "  --burst N           RX/TX burst size (1..512, default 32)\n"
         "  --duration SEC      stop by itself after SEC seconds\n"
+        "  --linger SEC        once the workers stop, print a line with 'lingering' and keep\n"
+        "                      the port open until SIGINT/SIGTERM (at most SEC s)\n"
         "  --quiet             no live rate line\n"
         "  --no-offload        compute checksums in software even if the port can\n"
         "  --soft-rss          spread flows over workers with the software-RSS stage\n"
@@ -173,6 +175,13 @@ ParseResult parse_options(int argc, const char* const* argv, const char* app_nam
             if (*end != '\0' || !(d > 0) || d > 1e7)
                 return fail("--duration needs seconds > 0, got '" + value + "'");
             out.duration_s = d;
+        } else if (name == "linger") {
+            char* end = nullptr;
+            if (!need_value() || value.empty()) return fail("--linger needs seconds");
+            const double d = strtod(value.c_str(), &end);
+            if (*end != '\0' || !(d > 0) || d > 3600)
+                return fail("--linger needs seconds in (0, 3600], got '" + value + "'");
+            out.linger_s = d;
         } else if (name == "mac") {
             if (!need_value() || rte_ether_unformat_addr(value.c_str(), &out.mac) != 0 ||
                 rte_is_multicast_ether_addr(&out.mac) || rte_is_zero_ether_addr(&out.mac))

@@ -26,6 +26,7 @@ struct Options {
     uint16_t burst = 32;      // --burst (1..512)
     bool quiet = false;       // --quiet: no live rate line
     double duration_s = 0;    // --duration: stop by itself after this many seconds (0: never)
+    double linger_s = 0;      // --linger: port kept open after the workers stop (see README)
     bool no_offload = false;  // --no-offload: checksums in software even if the port has them
     bool soft_rss = false;    // --soft-rss: force the software-RSS ring stage
     bool queues_without_rss = false;  // --queues-without-rss: a queue per worker even so

@@ -18,8 +18,14 @@ std::atomic<bool>& stop_flag() {
     return flag;
 }
 
+std::atomic<unsigned>& signal_count() {
+    static std::atomic<unsigned> n{0};
+    return n;
+}
+
 static void on_signal(int) {
     stop_flag().store(true);
+    signal_count().fetch_add(1);
 }
 
 // A fault (a bug here, or in a driver: DPDK 22.11's net_memif unmaps its shared memory from

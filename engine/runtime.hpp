@@ -67,6 +67,7 @@ concept HasExitCode = requires(A a) {
 
 // Process-wide stop flag, set by SIGINT/SIGTERM and --duration.
 std::atomic<bool>& stop_flag();
+std::atomic<unsigned>& signal_count();  // SIGINT/SIGTERM received
 void install_signal_handlers();
 
 // Control-path helpers shared by every runtime instantiation (runtime.cpp).
@@ -656,6 +657,21 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
                 if (sh.workers[i]) sh.workers[i]->app.print_summary();
         }
         telemetry_publish(nullptr, nullptr);
+    }
+
+    if (opt.linger_s > 0 && port.is_open()) {
+        // --linger: the workers have stopped, the port stays open until a signal says the
+        // peer has stopped polling too. DPDK 22.11's net_memif unmaps its shared memory on the
+        // interrupt thread when the peer closes, under a peer lcore still reading it: the
+        // peer must stop its workers before this side closes (README, known issue).
+        const unsigned seen = signal_count().load();
+        printf("%s: lingering (port open until SIGINT/SIGTERM, at most %.0f s)\n", app_name,
+               opt.linger_s);
+        fflush(stdout);
+        const uint64_t hz = rte_get_tsc_hz(), t0 = rte_rdtsc();
+        while (signal_count().load() == seen &&
+               double(rte_rdtsc() - t0) / double(hz) < opt.linger_s)
+            usleep(10 * 1000);
     }
 
     int app_rc = 0;

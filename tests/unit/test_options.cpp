@@ -67,6 +67,8 @@ TEST_F(CommandLine, ValidCommandLineParses) {
                                  "--soft-rss",
                                  "--duration",
                                  "2.5",
+                                 "--linger",
+                                 "30",
                                  "--verbose",
                                  "--",
                                  "-l",
@@ -84,6 +86,7 @@ TEST_F(CommandLine, ValidCommandLineParses) {
     EXPECT_TRUE(opts.no_offload);
     EXPECT_TRUE(opts.soft_rss);
     EXPECT_DOUBLE_EQ(opts.duration_s, 2.5);
+    EXPECT_DOUBLE_EQ(opts.linger_s, 30.0);
     EXPECT_EQ(opts.eal_args, (std::vector<std::string>{"-l", "0,1", "--file-prefix", "x"}));
     EXPECT_EQ(ports.count(), 4u);
     EXPECT_TRUE(ports.test(7));
@@ -153,6 +156,8 @@ TEST_F(CommandLine, BadNumbersAreErrors) {
     expect_error({"--port", "net_tap0", "--ip", "198.18.0.2/24", "--burst", "513"}, "--burst");
     expect_error({"--port", "net_tap0", "--ip", "198.18.0.2/24", "--duration", "-1"}, "--duration");
     expect_error({"--port", "net_tap0", "--ip", "198.18.0.2/24", "--duration", "1s"}, "--duration");
+    expect_error({"--port", "net_tap0", "--ip", "198.18.0.2/24", "--linger", "0"}, "--linger");
+    expect_error({"--port", "net_tap0", "--ip", "198.18.0.2/24", "--linger", "x"}, "--linger");
 }
 
 TEST_F(CommandLine, HelpReturnsUsage) {
