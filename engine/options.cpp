@@ -39,6 +39,16 @@ std::string format_ipv4(rte_be32_t ip) {
     return buf;
 }
 
+// Seconds in (0, max].
+static bool parse_seconds(const std::string& s, double max, double& out) {
+    if (s.empty()) return false;
+    char* end = nullptr;
+    const double d = strtod(s.c_str(), &end);
+    if (*end != '\0' || !(d > 0) || d > max) return false;
+    out = d;
+    return true;
+}
+
 static bool parse_uint(const std::string& s, uint64_t max, uint64_t& out) {
     if (s.empty() || s.size() > 20) return false;
     for (char c : s)
@@ -169,19 +179,11 @@ ParseResult parse_options(int argc, const char* const* argv, const char* app_nam
                 return fail("--burst needs 1..512, got '" + value + "'");
             out.burst = uint16_t(n);
         } else if (name == "duration") {
-            char* end = nullptr;
-            if (!need_value() || value.empty()) return fail("--duration needs seconds");
-            const double d = strtod(value.c_str(), &end);
-            if (*end != '\0' || !(d > 0) || d > 1e7)
+            if (!need_value() || !parse_seconds(value, 1e7, out.duration_s))
                 return fail("--duration needs seconds > 0, got '" + value + "'");
-            out.duration_s = d;
         } else if (name == "linger") {
-            char* end = nullptr;
-            if (!need_value() || value.empty()) return fail("--linger needs seconds");
-            const double d = strtod(value.c_str(), &end);
-            if (*end != '\0' || !(d > 0) || d > 3600)
+            if (!need_value() || !parse_seconds(value, 3600, out.linger_s))
                 return fail("--linger needs seconds in (0, 3600], got '" + value + "'");
-            out.linger_s = d;
         } else if (name == "mac") {
             if (!need_value() || rte_ether_unformat_addr(value.c_str(), &out.mac) != 0 ||
                 rte_is_multicast_ether_addr(&out.mac) || rte_is_zero_ether_addr(&out.mac))

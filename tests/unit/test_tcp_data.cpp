@@ -16,6 +16,14 @@ class TcpData : public TcpTest {
         for (const Bytes& p : parts) b.insert(b.end(), p.begin(), p.end());
         return b;
     }
+    // The SACK blocks we send: the peer's 1000-byte segment i from kbase_ (its sequence number
+    // once open), and the block of segments [from, to).
+    using Blocks = std::vector<std::pair<uint32_t, uint32_t>>;
+    uint32_t kbase_ = 0;
+    void kseg(int i) { rx_seg(kTcpAck, kbase_ + 1000 * i, pack_, pattern(1000, uint8_t(i))); }
+    std::pair<uint32_t, uint32_t> kblock(int from, int to) const {
+        return {kbase_ + 1000 * from, kbase_ + 1000 * to};
+    }
 };
 
 // RFC 1122 4.2.3.2: one segment is acknowledged after the delayed-ACK time (40 ms here),
@@ -233,29 +241,24 @@ TEST_F(TcpData, OutOfOrderSackBlocksAndReassembly) {
 // block above several others is reported at once, and again on the next ACKs.
 TEST_F(TcpData, SackBlocksAreTheMostRecentNotTheLowest) {
     ASSERT_NO_FATAL_FAILURE(open_passive());
-    const uint32_t base = pseq_;
-    auto seg = [&](int i) { rx_seg(kTcpAck, base + 1000 * i, pack_, pattern(1000, uint8_t(i))); };
-    using Blocks = std::vector<std::pair<uint32_t, uint32_t>>;
-    auto block = [&](int from, int to) {
-        return std::pair<uint32_t, uint32_t>{base + 1000 * from, base + 1000 * to};
-    };
+    kbase_ = pseq_;
     // Six blocks: segments 1, 3, 5, 7, 9, 11 arrive in that order (0 and the even ones lost).
     TcpSeg a;
     for (int i = 1; i <= 11; i += 2) {
-        seg(i);
+        kseg(i);
         a = tx_one();
-        EXPECT_EQ(a.sack.at(0), block(i, i + 1)) << "the latest arrival first";
+        EXPECT_EQ(a.sack.at(0), kblock(i, i + 1)) << "the latest arrival first";
     }
-    EXPECT_EQ(a.sack, (Blocks{block(11, 12), block(9, 10), block(7, 8)}));
+    EXPECT_EQ(a.sack, (Blocks{kblock(11, 12), kblock(9, 10), kblock(7, 8)}));
     // Segment 8 joins 7 and 9: one block, first; then the others by recency.
-    seg(8);
+    kseg(8);
     a = tx_one();
-    EXPECT_EQ(a.sack, (Blocks{block(7, 10), block(11, 12), block(5, 6)}));
+    EXPECT_EQ(a.sack, (Blocks{kblock(7, 10), kblock(11, 12), kblock(5, 6)}));
     // Segment 0 arrives: 0 and 1 are delivered and drop out of the blocks.
-    seg(0);
+    kseg(0);
     a = tx_one();
-    EXPECT_EQ(a.ack, base + 2000);
-    EXPECT_EQ(a.sack, (Blocks{block(7, 10), block(11, 12), block(5, 6)}));
+    EXPECT_EQ(a.ack, kbase_ + 2000);
+    EXPECT_EQ(a.sack, (Blocks{kblock(7, 10), kblock(11, 12), kblock(5, 6)}));
     EXPECT_EQ(stats().bytes_received, 2000u);
 }
 
@@ -263,58 +266,48 @@ TEST_F(TcpData, SackBlocksAreTheMostRecentNotTheLowest) {
 // reported ones: queued data stays reported (else its sender resends it).
 TEST_F(TcpData, ForgottenSackBlocksComeBackWhenTheReportedOnesAreAcknowledged) {
     ASSERT_NO_FATAL_FAILURE(open_passive());
-    const uint32_t base = pseq_;
-    auto seg = [&](int i) { rx_seg(kTcpAck, base + 1000 * i, pack_, pattern(1000, uint8_t(i))); };
-    using Blocks = std::vector<std::pair<uint32_t, uint32_t>>;
-    auto block = [&](int from, int to) {
-        return std::pair<uint32_t, uint32_t>{base + 1000 * from, base + 1000 * to};
-    };
+    kbase_ = pseq_;
     // Arrivals from the top down: the four reported are the lowest, 9 and 11 dropped off.
-    for (int i = 11; i >= 1; i -= 2) seg(i);
+    for (int i = 11; i >= 1; i -= 2) kseg(i);
     TcpSeg a = tx_segs().back();
-    EXPECT_EQ(a.sack, (Blocks{block(1, 2), block(3, 4), block(5, 6)}));
-    seg(0);  // 0 and 1 delivered
+    EXPECT_EQ(a.sack, (Blocks{kblock(1, 2), kblock(3, 4), kblock(5, 6)}));
+    kseg(0);  // 0 and 1 delivered
     a = tx_one();
-    EXPECT_EQ(a.ack, base + 2000);
-    EXPECT_EQ(a.sack, (Blocks{block(3, 4), block(5, 6), block(7, 8)}));
-    seg(2);  // 2 and 3 delivered: block 9 is reported again
+    EXPECT_EQ(a.ack, kbase_ + 2000);
+    EXPECT_EQ(a.sack, (Blocks{kblock(3, 4), kblock(5, 6), kblock(7, 8)}));
+    kseg(2);  // 2 and 3 delivered: block 9 is reported again
     a = tx_one();
-    EXPECT_EQ(a.ack, base + 4000);
-    EXPECT_EQ(a.sack, (Blocks{block(5, 6), block(7, 8), block(9, 10)}));
-    seg(4);
+    EXPECT_EQ(a.ack, kbase_ + 4000);
+    EXPECT_EQ(a.sack, (Blocks{kblock(5, 6), kblock(7, 8), kblock(9, 10)}));
+    kseg(4);
     a = tx_one();
-    EXPECT_EQ(a.sack, (Blocks{block(7, 8), block(9, 10), block(11, 12)}));
+    EXPECT_EQ(a.sack, (Blocks{kblock(7, 8), kblock(9, 10), kblock(11, 12)}));
 }
 
 // RFC 2883 4: a duplicate segment is reported as the first SACK block of the ACK it draws
 // (a D-SACK), once; below RCV.NXT, or inside a queued block (then that block comes second).
 TEST_F(TcpData, DuplicateSegmentsAreReportedWithDsack) {
     ASSERT_NO_FATAL_FAILURE(open_passive());
-    const uint32_t base = pseq_;
-    auto seg = [&](int i) { rx_seg(kTcpAck, base + 1000 * i, pack_, pattern(1000, uint8_t(i))); };
-    using Blocks = std::vector<std::pair<uint32_t, uint32_t>>;
-    auto block = [&](int from, int to) {
-        return std::pair<uint32_t, uint32_t>{base + 1000 * from, base + 1000 * to};
-    };
-    seg(0);
-    seg(1);
+    kbase_ = pseq_;
+    kseg(0);
+    kseg(1);
     tx_segs();
-    seg(0);  // all below RCV.NXT
+    kseg(0);  // all below RCV.NXT
     TcpSeg a = tx_one();
-    EXPECT_EQ(a.ack, base + 2000);
-    EXPECT_EQ(a.sack, (Blocks{block(0, 1)}));
+    EXPECT_EQ(a.ack, kbase_ + 2000);
+    EXPECT_EQ(a.sack, (Blocks{kblock(0, 1)}));
     EXPECT_EQ(tctr().dup_segs, 1u);
-    seg(3);  // out of order
+    kseg(3);  // out of order
     a = tx_one();
-    EXPECT_EQ(a.sack, (Blocks{block(3, 4)})) << "the D-SACK went once";
-    seg(4);
+    EXPECT_EQ(a.sack, (Blocks{kblock(3, 4)})) << "the D-SACK went once";
+    kseg(4);
     tx_segs();
-    seg(3);  // again, inside the queued block [3, 5)
+    kseg(3);  // again, inside the queued block [3, 5)
     a = tx_one();
-    EXPECT_EQ(a.sack, (Blocks{block(3, 4), block(3, 5)}));
-    seg(2);
+    EXPECT_EQ(a.sack, (Blocks{kblock(3, 4), kblock(3, 5)}));
+    kseg(2);
     a = tx_one();
-    EXPECT_EQ(a.ack, base + 5000);
+    EXPECT_EQ(a.ack, kbase_ + 5000);
     EXPECT_TRUE(a.sack.empty());
 }
 
