@@ -141,6 +141,7 @@ struct Counters {
     X(lost_retransmits, "retransmissions found lost again (RFC 8985 6.2)")     \
     X(tlp_probes, "tail loss probes sent (RFC 8985 7.3)")                      \
     X(tlp_repairs, "losses repaired by a tail loss probe (RFC 8985 7.4)")      \
+    X(tlp_losses, "recoveries started by a SACKed loss probe (RFC 8985 6.2)")  \
     X(ooo_segs, "segments queued out of order")                                \
     X(ooo_dropped, "out-of-order segments dropped: queue full")                \
     X(dup_segs, "segments entirely duplicate")                                 \

@@ -1224,8 +1224,16 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
             // reaches it "covers more than recover".
             const bool new_window = seq_geq(s.ack, c->recover) || !c->recover_set;
             const bool early = !sack_loss && c->dupacks < kDupThresh && early_retransmit(c);
-            if ((c->dupacks >= kDupThresh || sack_loss || early) && new_window) {
+            // RFC 8985 6.2 for the loss probe: it was sent after everything outstanding, at
+            // least PTO (2 SRTT) later, beyond any reordering window (at most SRTT). SACKed
+            // while data below it is not, that data is lost.
+            const bool probe_shows_loss = c->tlp_out && c->sack_ok && !sack_loss &&
+                                          seq_lt(c->snd_una, c->tlp_seq) &&
+                                          sack_covers(c, c->tlp_seq, c->tlp_end);
+            if ((c->dupacks >= kDupThresh || sack_loss || early || probe_shows_loss) &&
+                new_window) {
                 if (early) ctr_.early_retransmits++;
+                if (probe_shows_loss) ctr_.tlp_losses++;
                 enter_recovery(c, now);
             } else if (sack_loss && c->rto_recovery) {
                 // RFC 6675 5.1: after a timeout no new recovery phase starts below

@@ -48,7 +48,7 @@ class ImpairedEchoTest(h.AppTestCase):
         faults = {k: v for k, v in stats.items() if k.startswith("impair_") and v}
         tcp_summary = tcp and {k: tcp.get(k) for k in (
             "retransmits", "fast_retransmits", "early_retransmits", "lost_retransmits",
-            "tlp_probes", "tlp_repairs", "rto_expirations", "ooo_segs", "dup_segs",
+            "tlp_probes", "tlp_repairs", "tlp_losses", "rto_expirations", "ooo_segs", "dup_segs",
             "open_conns")}
         print(f"impair {spec}: {size} bytes each way in {r['elapsed_s']} s "
               f"({r.get('mb_per_s')} MB/s); linux retransmits {r['total_retrans']}; "

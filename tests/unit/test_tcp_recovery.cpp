@@ -474,6 +474,36 @@ TEST_F(TcpRecovery, TailLossProbeSendsNewDataWhenThereIsSome) {
     EXPECT_EQ(stats().rto_expirations, 0u);
 }
 
+// RFC 8985 6.2 applied to the probe: it went out at least 2 SRTT after everything still
+// outstanding, so once it is SACKed the data below it that is not is lost: recovery starts at
+// once (one SACKed segment is far from DupThresh, and without this the timer would fire).
+TEST_F(TcpRecovery, SackedLossProbeStartsRecovery) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true));
+    send(pattern(2 * kMss, 17));  // queued behind a full congestion window
+    advance(2);
+    auto v = tx_segs();
+    ASSERT_EQ(v.size(), 1u);
+    ASSERT_EQ(v[0].seq, seg(10)) << "the probe: new data";
+    // Only the probe arrived: the whole flight before it was lost.
+    TcpOpts o;
+    o.sack = {{seg(10), seg(11)}};
+    rx_ack(seg(0), o);
+    EXPECT_EQ(stats().fast_retransmits, 1u);
+    EXPECT_EQ(tctr().tlp_losses, 1u);
+    bool retransmitted = false;
+    for (const TcpSeg& t : tx_segs()) retransmitted |= t.seq == seg(0);
+    EXPECT_TRUE(retransmitted) << "segment 0 at once";
+    EXPECT_EQ(stats().rto_expirations, 0u);
+    // The same SACK without a probe out is one duplicate ACK: nothing yet.
+    ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true, false));
+    send(pattern(2 * kMss, 17));
+    advance(2);
+    EXPECT_TRUE(tx_segs().empty());
+    o.sack = {{seg(9), seg(10)}};
+    rx_ack(seg(0), o);
+    EXPECT_EQ(stats().fast_retransmits, 0u);
+}
+
 // RFC 8985 7.2: with one segment in flight the probe waits for the peer's delayed ACK too
 // (WCDelAckT, 200 ms), which is no earlier than the RTO: no probe, the timer.
 TEST_F(TcpRecovery, TailLossProbeSparesASingleSegment) {
