@@ -1297,14 +1297,21 @@ void Tcp::enter_recovery(TcpConn* c, uint64_t now, bool reduce) {
 bool Tcp::early_retransmit(const TcpConn* c) const {
     const uint32_t flight = c->snd_max - c->snd_una;
     if (flight >= kDupThresh * c->snd_mss + c->snd_mss || flight <= c->snd_mss) return false;
+    if (new_data_fits(c, c->snd_mss)) return false;
+    if (c->sack_ok) return c->sacked_bytes && flight - c->sacked_bytes <= c->snd_mss;
+    const uint32_t oseg = (flight + c->snd_mss - 1) / c->snd_mss;
+    return c->dupacks >= oseg - 1;
+}
+
+// Queued data not sent yet, up to `mss`, when the peer's window takes that much (the
+// congestion window aside); 0 otherwise.
+uint32_t Tcp::new_data_fits(const TcpConn* c, uint32_t mss) const {
     const uint32_t sq_end = c->snd_una + c->sq_bytes;
     const uint32_t avail = seq_gt(sq_end, c->snd_nxt) ? sq_end - c->snd_nxt : 0;
     const uint32_t peer_right = c->snd_una + c->snd_wnd;
     const uint32_t room = seq_gt(peer_right, c->snd_nxt) ? peer_right - c->snd_nxt : 0;
-    if (avail && room >= std::min(avail, c->snd_mss)) return false;
-    if (c->sack_ok) return c->sacked_bytes && flight - c->sacked_bytes <= c->snd_mss;
-    const uint32_t oseg = (flight + c->snd_mss - 1) / c->snd_mss;
-    return c->dupacks >= oseg - 1;
+    const uint32_t len = std::min(avail, mss);
+    return room >= len ? len : 0;
 }
 
 // The first unacknowledged segment, again (fast retransmit, partial ACK).
@@ -2108,10 +2115,7 @@ void Tcp::output(TcpConn* c, uint64_t now) {
             const uint32_t len = std::min(r.right - from, mss);
             if (!send_segment(c, from, len, kAck, now, true)) break;
             r.left = from;
-            r.right = from + len;
-            r.mark = c->snd_max;
-            r.order = ++c->rtx_order & 0x7fffffffu;
-            r.lost = 0;
+            rtx_note(c, from, from + len);  // sent again: a new send order, not lost
             sent_any = true;
         }
         for (;;) {
@@ -2282,15 +2286,12 @@ bool Tcp::tlp_allowed(const TcpConn* c) const {
 // window takes it, else the last segment sent, again. Then the retransmission timer.
 void Tcp::on_pto(TcpConn* c, uint64_t now) {
     const uint32_t mss = seg_mss(c);
-    const uint32_t sq_end = c->snd_una + c->sq_bytes;
-    const uint32_t avail = seq_gt(sq_end, c->snd_nxt) ? sq_end - c->snd_nxt : 0;
-    const uint32_t peer_right = c->snd_una + c->snd_wnd;
-    const uint32_t room = seq_gt(peer_right, c->snd_nxt) ? peer_right - c->snd_nxt : 0;
+    const uint32_t fresh = c->snd_nxt == c->snd_max ? new_data_fits(c, mss) : 0;
     bool sent = false;
-    if (avail && c->snd_nxt == c->snd_max && room >= std::min(avail, mss)) {
-        const uint32_t len = std::min(avail, mss);
+    if (fresh) {
+        const bool last = c->snd_nxt + fresh == c->snd_una + c->sq_bytes;
         c->tlp_seq = c->snd_nxt;
-        sent = send_segment(c, c->snd_nxt, len, kAck | (len == avail ? kPsh : 0), now, false);
+        sent = send_segment(c, c->snd_nxt, fresh, kAck | (last ? kPsh : 0), now, false);
         c->tlp_retrans = false;
     } else {
         const uint32_t len = std::min(mss, c->snd_max - c->snd_una);

@@ -419,6 +419,7 @@ class Tcp {
     void enter_recovery(TcpConn* c, uint64_t now, bool reduce = true);
     void retransmit_head(TcpConn* c, uint64_t now);
     bool early_retransmit(const TcpConn* c) const;
+    uint32_t new_data_fits(const TcpConn* c, uint32_t mss) const;
     void rtt_sample(TcpConn* c, uint32_t rtt_us);
 
     TcpConn* alloc_conn(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport);
