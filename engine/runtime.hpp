@@ -71,7 +71,10 @@ std::atomic<unsigned>& signal_count();  // SIGINT/SIGTERM received
 void install_signal_handlers();
 
 // Control-path helpers shared by every runtime instantiation (runtime.cpp).
+// Every Sluice mbuf pool: a LIFO ("lf_stack") unless EAL's --mbuf-pool-ops-name says otherwise.
+inline constexpr const char* kPoolOps = "lf_stack";
 rte_mempool* create_pool(const char* name, unsigned n, int socket, uint16_t data_room);
+const char* pool_ops(const rte_mempool* p);  // the pool's driver ("lf_stack", "ring_mp_mc")
 // An app's own pool, handed to the runtime: checked (every mbuf back) and freed with the
 // runtime's pools, after the workers (and the TCP queues that may hold its mbufs) are gone.
 // Thread-safe (workers create their pools in start()).
@@ -593,6 +596,7 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         // TCP builds whole segments for a driver that copies frames (Tcp::set_linear_tx).
         if constexpr (kTcp)
             info["offloads"] += port.tx_copies() ? " tx-linear=yes" : " tx-linear=no";
+        info["pool_ops"] = pool_ops(sh.workers[0]->stack.pool());
         telemetry_publish(&view, &info);
 
         install_signal_handlers();
@@ -607,11 +611,11 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         const pmd::LinkInfo link = port.link();
         printf(
             "%s: ready on %s (%s, mac %s, link %s) ip %s gateway %s, %u worker%s, %u rx / %u tx "
-            "queues%s, offloads: %s; telemetry: dpdk-telemetry.py -f %s\n",
+            "queues%s, offloads: %s, mbuf pools: %s; telemetry: dpdk-telemetry.py -f %s\n",
             app_name, opt.port.c_str(), port.driver(), info["mac"].c_str(), link.up ? "up" : "down",
             info["ip"].c_str(), info["gateway"].c_str(), n_workers, n_workers == 1 ? "" : "s",
             port.rx_queues(), port.tx_queues(), sh.soft_rss ? " (software RSS)" : "",
-            info["offloads"].c_str(), plan.file_prefix.c_str());
+            info["offloads"].c_str(), info["pool_ops"].c_str(), plan.file_prefix.c_str());
         fflush(stdout);
 
         const bool live = !opt.quiet && isatty(STDOUT_FILENO);
