@@ -9,6 +9,7 @@ import re
 import select
 import signal
 import subprocess
+import time
 import unittest
 
 import sluice_harness as h
@@ -217,6 +218,50 @@ class EchoCliTest(CliTestCase):
                    *h.eal_args(self.env.prefix)], timeout=60, check=False)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("ready", r.stdout)
+        self.assertIn("summary", r.stdout)
+
+    def linger_argv(self, linger: str) -> list[str]:
+        return ["ip", "netns", "exec", self.env.name, h.CONFIG.echo, "--port",
+                "net_tap0,iface=sl9", "--ip", f"{h.REFLECTOR_IP}/24", "--duration", "1",
+                "--linger", linger, "--quiet", *h.eal_args(self.env.prefix)]
+
+    def test_linger_holds_the_port_until_a_signal(self):
+        """--linger: once the workers stop (--duration), the process says `lingering` and keeps
+        its port open until SIGINT, then exits 0 with its summary (the benchmark runners stop
+        a memif server while its client lingers)."""
+        proc = subprocess.Popen(self.linger_argv("60"), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            # Raw reads: a buffered readline could take `lingering` into its buffer while
+            # select() waits on the descriptor.
+            seen = b""
+            deadline = time.monotonic() + h.READY_TIMEOUT_S + 10
+            while b"lingering" not in seen:
+                left = deadline - time.monotonic()
+                ready, _, _ = select.select([proc.stdout], [], [], max(left, 0))
+                self.assertTrue(ready, "no `lingering` line: " + seen.decode(errors="replace"))
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                self.assertTrue(chunk, "stdout closed before `lingering`: " +
+                                seen.decode(errors="replace"))
+                seen += chunk
+            self.assertIn(b"ready", seen)
+            self.assertIn(b"summary", seen, "the workers' summary comes before the wait")
+            # Still there a while later: it waits for the signal, not for its workers.
+            with self.assertRaises(subprocess.TimeoutExpired):
+                proc.wait(timeout=1.0)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=h.STOP_TIMEOUT_S)
+            self.assertEqual(proc.returncode, 0, (seen + out + err).decode(errors="replace"))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=5)
+
+    def test_linger_is_bounded(self):
+        """Without a signal, --linger SEC ends the wait after SEC seconds: exit 0."""
+        r = h.run(self.linger_argv("1"), timeout=60, check=False)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("lingering", r.stdout)
         self.assertIn("summary", r.stdout)
 
 
