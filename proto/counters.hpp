@@ -153,7 +153,8 @@ struct Counters {
     X(time_wait_reused, "TIME_WAIT connections reused safely")                 \
     X(conns_closed, "connections ended")                                       \
     X(event_queue_full, "segments dropped: app events not yet dispatched")     \
-    X(no_mbuf, "segments not sent: mbuf pool empty")
+    X(no_mbuf, "segments not sent: mbuf pool empty")                           \
+    X(sq_full, "sends refused: no send-queue block left on this core")
 
 struct TcpCounters {
 #define SLUICE_X(name, help) uint64_t name = 0;

@@ -129,10 +129,6 @@ inline uint32_t load_be32(const uint8_t* p) {
     return rte_be_to_cpu_32(v);
 }
 
-inline uint32_t seg_payload(const rte_mbuf* m) {
-    return m->data_len;
-}
-
 }  // namespace
 
 const char* tcp_state_name(TcpState s) {
@@ -155,15 +151,8 @@ Tcp::~Tcp() {
     if (conns_) {
         for (uint32_t i = 0; i < cfg_.max_conns; ++i) {
             TcpConn* c = &conns_[i];
-            if (c->state == TcpState::closed && !c->sq_head && !c->ooo) continue;
-            for (rte_mbuf* s = c->sq_head; s;) {
-                rte_mbuf* nx = s->next;
-                s->next = nullptr;
-                s->nb_segs = 1;
-                rte_pktmbuf_free_seg(s);
-                s = nx;
-            }
-            c->sq_head = nullptr;
+            if (c->state == TcpState::closed && !c->sq_hb && !c->sq_copy_m && !c->ooo) continue;
+            sq_release(c);
             ooo_free(c);
         }
     }
@@ -176,6 +165,7 @@ Tcp::~Tcp() {
     if (table_) rte_hash_free(table_);
     rte_free(conns_);
     rte_free(ooo_mem_);
+    rte_free(sq_mem_);
     rte_free(ev_);
 }
 
@@ -206,10 +196,13 @@ bool Tcp::init(const TcpConfig& cfg, Stack* stack, int socket_id, const uint8_t 
         "sl_tcp_conns", sizeof(TcpConn) * cfg_.max_conns, RTE_CACHE_LINE_SIZE, socket_id));
     ooo_mem_ = static_cast<TcpOooSeg*>(rte_zmalloc_socket(
         "sl_tcp_ooo", sizeof(TcpOooSeg) * cfg_.ooo_pool, RTE_CACHE_LINE_SIZE, socket_id));
+    if (cfg_.sq_blocks == 0) cfg_.sq_blocks = std::max<uint32_t>(4 * cfg_.max_conns, 1024);
+    sq_mem_ = static_cast<TcpSqBlock*>(rte_malloc_socket(
+        "sl_tcp_sq", sizeof(TcpSqBlock) * cfg_.sq_blocks, RTE_CACHE_LINE_SIZE, socket_id));
     ev_cap_ = 4 * cfg_.max_conns + kDataEvents;
     ev_ = static_cast<TcpEvent*>(rte_zmalloc_socket("sl_tcp_ev", sizeof(TcpEvent) * ev_cap_,
                                                     RTE_CACHE_LINE_SIZE, socket_id));
-    if (!table_ || !conns_ || !ooo_mem_ || !ev_) {
+    if (!table_ || !conns_ || !ooo_mem_ || !sq_mem_ || !ev_) {
         fprintf(stderr, "tcp: out of memory for %u connections\n", cfg_.max_conns);
         return false;
     }
@@ -221,6 +214,11 @@ bool Tcp::init(const TcpConfig& cfg, Stack* stack, int socket_id, const uint8_t 
         ooo_mem_[i].next = ooo_free_;
         ooo_free_ = &ooo_mem_[i];
     }
+    for (uint32_t i = cfg_.sq_blocks; i-- > 0;) {
+        sq_mem_[i].next = sq_free_;
+        sq_free_ = &sq_mem_[i];
+    }
+    sq_free_n_ = cfg_.sq_blocks;
     now_ = now;
     wheel_.init(now / tick_div_);
     next_port_ =
@@ -331,15 +329,7 @@ void Tcp::free_conn(TcpConn* c) {
 }
 
 void Tcp::release_queues(TcpConn* c) {
-    for (rte_mbuf* s = c->sq_head; s;) {
-        rte_mbuf* nx = s->next;
-        s->next = nullptr;
-        s->nb_segs = 1;
-        rte_pktmbuf_free_seg(s);
-        s = nx;
-    }
-    c->sq_head = c->sq_tail = c->sq_cur = nullptr;
-    c->sq_bytes = 0;
+    sq_release(c);
     ooo_free(c);
 }
 
@@ -1911,7 +1901,8 @@ int Tcp::send(TcpConn* c, rte_mbuf* m) {
         c->state == TcpState::time_wait)
         return -ENOTCONN;
     if (c->fin_queued) return -EPIPE;
-    if (c->sq_bytes >= cfg_.snd_buf) {
+    if (c->sq_bytes >= cfg_.snd_buf || !sq_room(c, m->nb_segs)) {
+        if (c->sq_bytes < cfg_.snd_buf) ctr_.sq_full++;
         c->want_writable = true;
         c->writable_event = false;
         return -EAGAIN;
@@ -1922,18 +1913,31 @@ int Tcp::send(TcpConn* c, rte_mbuf* m) {
         seg->next = nullptr;
         seg->nb_segs = 1;
         seg->pkt_len = seg->data_len;
-        if (seg->data_len == 0) {
+        if (seg->data_len == 0)
             rte_pktmbuf_free_seg(seg);
-        } else {
-            if (c->sq_tail)
-                c->sq_tail->next = seg;
-            else
-                c->sq_head = seg;
-            c->sq_tail = seg;
-            c->sq_tail_own = false;
-        }
+        else
+            sq_append(c, seg, seg->data_off, seg->data_len);  // the queue takes m's reference
         seg = nx;
     }
+    c->sq_bytes += len;
+    want_flush(c);
+    return 0;
+}
+
+int Tcp::send_ref(TcpConn* c, rte_mbuf* m, uint32_t off, uint32_t len) {
+    if (c->state == TcpState::closed || c->state == TcpState::listen ||
+        c->state == TcpState::time_wait)
+        return -ENOTCONN;
+    if (c->fin_queued) return -EPIPE;
+    if (!m || len == 0 || uint64_t(off) + len > m->data_len) return -EINVAL;
+    if (c->sq_bytes >= cfg_.snd_buf || !sq_room(c, 1)) {
+        if (c->sq_bytes < cfg_.snd_buf) ctr_.sq_full++;
+        c->want_writable = true;
+        c->writable_event = false;
+        return -EAGAIN;
+    }
+    rte_mbuf_refcnt_update(m, 1);
+    sq_append(c, m, uint16_t(m->data_off + off), uint16_t(len));
     c->sq_bytes += len;
     want_flush(c);
     return 0;
@@ -1953,37 +1957,54 @@ int Tcp::send_copy(TcpConn* c, const void* data, uint32_t len) {
     const auto* p = static_cast<const uint8_t*>(data);
     uint32_t done = 0;
     const uint32_t seg = std::max<uint32_t>(c->snd_mss, 1);
-    // Top up the tail mbuf this function filled before, to a multiple of the MSS: segments
-    // are then one indirect mbuf each (the common case of a stream of writes).
-    if (c->sq_tail && c->sq_tail_own) {
-        rte_mbuf* t = c->sq_tail;
-        const uint32_t fill = (seg - t->data_len % seg) % seg;
-        const uint32_t n = std::min({fill, uint32_t(rte_pktmbuf_tailroom(t)), len, space});
-        if (n) {
-            memcpy(rte_pktmbuf_mtod_offset(t, uint8_t*, t->data_len), p, n);
-            t->data_len = uint16_t(t->data_len + n);
-            t->pkt_len = t->data_len;
-            c->sq_bytes += n;
-            done = n;
-        }
-    }
+    rte_mbuf* b = c->sq_copy_m;
+    // The buffer is ours alone (every piece in it acknowledged, no segment over it in
+    // flight) while other pieces are still queued: write from its start again.
+    if (b && rte_mbuf_refcnt_read(b) == 1) b->data_len = 0;
     while (done < len && done < space) {
         const uint32_t want = std::min(len - done, space - done);
-        rte_mempool* mp = (small_ && want <= small_room_) ? small_ : pool_;
-        rte_mbuf* m = rte_pktmbuf_alloc(mp);
-        if (!m) break;
-        uint32_t room = std::min<uint32_t>(rte_pktmbuf_tailroom(m), UINT16_MAX);
-        if (room >= seg && want > room) room -= room % seg;  // whole segments per mbuf
+        TcpSqPiece* last = c->sq_tb ? &c->sq_tb->p[c->sq_tn - 1] : nullptr;
+        uint32_t room = b ? std::min<uint32_t>(rte_pktmbuf_tailroom(b), UINT16_MAX) : 0;
+        // The queue's last piece ends where the buffer's free room begins: it grows, up to a
+        // multiple of the MSS (segments then take one piece each: a stream of writes).
+        bool grow = b && last && last->m == b &&
+                    uint32_t(last->off) + last->len == uint32_t(b->data_off) + b->data_len;
+        if (grow) {
+            const uint32_t fill = (seg - last->len % seg) % seg;
+            if (fill == 0 || room == 0)
+                grow = false;
+            else
+                room = std::min({room, fill, uint32_t(UINT16_MAX - last->len)});
+        }
+        if (!grow) {
+            if (!sq_room(c, 1)) {
+                ctr_.sq_full++;
+                break;
+            }
+            if (room >= seg && want > room) room -= room % seg;  // whole segments per piece
+        }
+        if (room == 0) {
+            // A fresh buffer; the queue's own reference to the old one goes. The small pool
+            // for a small first write; a full buffer means a stream of writes: a big one.
+            rte_mempool* mp = (small_ && !b && want <= small_room_) ? small_ : pool_;
+            rte_mbuf* nb = rte_pktmbuf_alloc(mp);
+            if (!nb) break;
+            if (b) rte_pktmbuf_free_seg(b);
+            b = c->sq_copy_m = nb;
+            continue;
+        }
         const uint32_t n = std::min(room, want);
-        memcpy(rte_pktmbuf_append(m, uint16_t(n)), p + done, n);
-        done += n;
-        if (c->sq_tail)
-            c->sq_tail->next = m;
-        else
-            c->sq_head = m;
-        c->sq_tail = m;
-        c->sq_tail_own = true;
+        memcpy(rte_pktmbuf_mtod_offset(b, uint8_t*, b->data_len), p + done, n);
+        if (grow) {
+            last->len = uint16_t(last->len + n);
+        } else {
+            rte_mbuf_refcnt_update(b, 1);
+            sq_append(c, b, uint16_t(b->data_off + b->data_len), uint16_t(n));
+        }
+        b->data_len = uint16_t(b->data_len + n);
+        b->pkt_len = b->data_len;
         c->sq_bytes += n;
+        done += n;
     }
     if (done < len) {
         c->want_writable = true;
@@ -2520,20 +2541,20 @@ bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, ui
     return true;
 }
 
-// The send-queue segment holding `seq` (and the sequence number of its first byte), from the
+// The send-queue piece holding `seq` (and the sequence number of its first byte), from the
 // cursor where output left off, else from the head (SND.UNA).
-rte_mbuf* Tcp::sq_seek(TcpConn* c, uint32_t seq, uint32_t& seg_seq) {
-    rte_mbuf* seg = c->sq_head;
-    seg_seq = c->snd_una;
-    if (c->sq_cur && seq_geq(seq, c->sq_cur_seq) && seq_geq(c->sq_cur_seq, c->snd_una)) {
-        seg = c->sq_cur;
-        seg_seq = c->sq_cur_seq;
+Tcp::SqPos Tcp::sq_seek(TcpConn* c, uint32_t seq, uint32_t& piece_seq) {
+    SqPos p{c->sq_hb, c->sq_hi};
+    piece_seq = c->snd_una;
+    if (c->sq_cb && seq_geq(seq, c->sq_cur_seq) && seq_geq(c->sq_cur_seq, c->snd_una)) {
+        p = {c->sq_cb, c->sq_ci};
+        piece_seq = c->sq_cur_seq;
     }
-    while (seg && seq_geq(seq, seg_seq + seg_payload(seg))) {
-        seg_seq += seg_payload(seg);
-        seg = seg->next;
+    while (p.b && seq_geq(seq, piece_seq + p.b->p[p.i].len)) {
+        piece_seq += p.b->p[p.i].len;
+        p = sq_next(c, p);
     }
-    return seg;
+    return p;
 }
 
 // The payload of a segment: indirect mbufs over the send queue, or, when the range spans more
@@ -2554,16 +2575,16 @@ rte_mbuf* Tcp::sq_payload(TcpConn* c, uint32_t seq, uint32_t len) {
     return sq_clone(c, seq, len);
 }
 
-// How many send-queue mbufs [seq, seq + len) spans, counting up to `max`.
+// How many send-queue pieces [seq, seq + len) spans, counting up to `max`.
 uint32_t Tcp::sq_pieces(TcpConn* c, uint32_t seq, uint32_t len, uint32_t max) {
-    uint32_t seg_seq;
-    rte_mbuf* seg = sq_seek(c, seq, seg_seq);
-    uint32_t off = seq - seg_seq, n = 0;
-    while (len && seg && n < max) {
-        const uint32_t take = std::min(len, seg_payload(seg) - off);
+    uint32_t piece_seq;
+    SqPos p = sq_seek(c, seq, piece_seq);
+    uint32_t off = seq - piece_seq, n = 0;
+    while (len && p.b && n < max) {
+        const uint32_t take = std::min(len, p.b->p[p.i].len - off);
         len -= take;
         ++n;
-        seg = seg->next;
+        p = sq_next(c, p);
         off = 0;
     }
     return n;
@@ -2572,22 +2593,23 @@ uint32_t Tcp::sq_pieces(TcpConn* c, uint32_t seq, uint32_t len, uint32_t max) {
 // Indirect mbufs over [seq, seq + len) of the send queue: the payload stays where the app put
 // it, its reference count held by the segment until the port has sent it.
 rte_mbuf* Tcp::sq_clone(TcpConn* c, uint32_t seq, uint32_t len) {
-    uint32_t seg_seq;
-    rte_mbuf* seg = sq_seek(c, seq, seg_seq);
+    uint32_t piece_seq;
+    SqPos p = sq_seek(c, seq, piece_seq);
     rte_mbuf* head = nullptr;
     rte_mbuf* tail = nullptr;
     uint16_t nsegs = 0;
     uint32_t left = len;
-    uint32_t off = seq - seg_seq;
-    while (left && seg) {
-        const uint32_t take = std::min(left, seg_payload(seg) - off);
+    uint32_t off = seq - piece_seq;
+    while (left && p.b) {
+        const TcpSqPiece& pc = p.b->p[p.i];
+        const uint32_t take = std::min(left, pc.len - off);
         rte_mbuf* mi = alloc_small();
         if (!mi) {
             if (head) rte_pktmbuf_free(head);
             return nullptr;
         }
-        rte_pktmbuf_attach(mi, seg);
-        mi->data_off = uint16_t(seg->data_off + off);
+        rte_pktmbuf_attach(mi, pc.m);
+        mi->data_off = uint16_t(pc.off + off);
         mi->data_len = uint16_t(take);
         mi->pkt_len = take;
         if (tail)
@@ -2598,9 +2620,9 @@ rte_mbuf* Tcp::sq_clone(TcpConn* c, uint32_t seq, uint32_t len) {
         ++nsegs;
         left -= take;
         off += take;
-        if (off == seg_payload(seg)) {
-            seg_seq += seg_payload(seg);
-            seg = seg->next;
+        if (off == pc.len) {
+            piece_seq += pc.len;
+            p = sq_next(c, p);
             off = 0;
         }
     }
@@ -2611,57 +2633,121 @@ rte_mbuf* Tcp::sq_clone(TcpConn* c, uint32_t seq, uint32_t len) {
     head->nb_segs = nsegs;
     head->pkt_len = len;
     // Output resumes here.
-    if (seg) {
-        c->sq_cur = seg;
-        c->sq_cur_seq = seg_seq;
+    if (p.b) {
+        c->sq_cb = p.b;
+        c->sq_ci = uint16_t(p.i);
+        c->sq_cur_seq = piece_seq;
     }
     return head;
 }
 
 // Copies [seq, seq + len) of the send queue to `dst` (small segments, send_segment).
 void Tcp::sq_copy(TcpConn* c, uint32_t seq, uint32_t len, char* dst) {
-    uint32_t seg_seq;
-    rte_mbuf* seg = sq_seek(c, seq, seg_seq);
-    uint32_t off = seq - seg_seq;
-    while (len && seg) {
-        const uint32_t take = std::min(len, seg_payload(seg) - off);
-        memcpy(dst, rte_pktmbuf_mtod_offset(seg, const char*, off), take);
+    uint32_t piece_seq;
+    SqPos p = sq_seek(c, seq, piece_seq);
+    uint32_t off = seq - piece_seq;
+    while (len && p.b) {
+        const TcpSqPiece& pc = p.b->p[p.i];
+        const uint32_t take = std::min(len, pc.len - off);
+        memcpy(dst, static_cast<const char*>(pc.m->buf_addr) + pc.off + off, take);
         dst += take;
         len -= take;
         off += take;
-        if (off == seg_payload(seg)) {
-            seg_seq += seg_payload(seg);
-            seg = seg->next;
+        if (off == pc.len) {
+            piece_seq += pc.len;
+            p = sq_next(c, p);
             off = 0;
         }
     }
-    if (seg) {
-        c->sq_cur = seg;
-        c->sq_cur_seq = seg_seq;
+    if (p.b) {
+        c->sq_cb = p.b;
+        c->sq_ci = uint16_t(p.i);
+        c->sq_cur_seq = piece_seq;
     }
+}
+
+bool Tcp::sq_append(TcpConn* c, rte_mbuf* m, uint16_t off, uint16_t len) {
+    if (!c->sq_tb || c->sq_tn == TcpSqBlock::kPieces) {
+        TcpSqBlock* b = sq_free_;
+        if (!b) return false;  // sq_room said there was one
+        sq_free_ = b->next;
+        sq_free_n_--;
+        b->next = nullptr;
+        if (c->sq_tb)
+            c->sq_tb->next = b;
+        else {
+            c->sq_hb = b;
+            c->sq_hi = 0;
+        }
+        c->sq_tb = b;
+        c->sq_tn = 0;
+    }
+    c->sq_tb->p[c->sq_tn++] = {m, off, len};
+    return true;
 }
 
 // Frees the `bytes` at the head of the send queue (acknowledged).
 void Tcp::sq_acked(TcpConn* c, uint32_t bytes) {
     c->sq_bytes -= bytes;
+    TcpSqBlock* b = c->sq_hb;
+    uint32_t i = c->sq_hi;
     while (bytes) {
-        rte_mbuf* s = c->sq_head;
-        if (bytes >= s->data_len) {
-            bytes -= s->data_len;
-            c->sq_head = s->next;
-            if (c->sq_cur == s) c->sq_cur = nullptr;
-            s->next = nullptr;
-            s->nb_segs = 1;
-            rte_pktmbuf_free_seg(s);
-        } else {
-            s->data_off = uint16_t(s->data_off + bytes);
-            s->data_len = uint16_t(s->data_len - bytes);
-            s->pkt_len = s->data_len;
-            if (c->sq_cur == s) c->sq_cur = nullptr;
-            bytes = 0;
+        TcpSqPiece& pc = b->p[i];
+        if (c->sq_cb == b && c->sq_ci == i) c->sq_cb = nullptr;
+        if (bytes < pc.len) {
+            pc.off = uint16_t(pc.off + bytes);
+            pc.len = uint16_t(pc.len - bytes);
+            break;
+        }
+        bytes -= pc.len;
+        // The pieces ahead are in this array: their buffers' headers can be on their way.
+        if (i + 2 < (b == c->sq_tb ? c->sq_tn : TcpSqBlock::kPieces)) rte_prefetch0(b->p[i + 2].m);
+        rte_pktmbuf_free_seg(pc.m);
+        ++i;
+        const bool last_block = b == c->sq_tb;
+        if (last_block ? i == c->sq_tn : i == TcpSqBlock::kPieces) {
+            TcpSqBlock* nx = last_block ? nullptr : b->next;
+            if (c->sq_cb == b) c->sq_cb = nullptr;
+            b->next = sq_free_;
+            sq_free_ = b;
+            sq_free_n_++;
+            b = nx;
+            i = 0;
+            if (!b) {
+                c->sq_tb = nullptr;
+                c->sq_tn = 0;
+                // Nothing queued: send_copy's buffer goes back to its pool (an idle
+                // connection holds no mbuf; the pool's cache hands the same one back).
+                if (c->sq_copy_m) {
+                    rte_pktmbuf_free_seg(c->sq_copy_m);
+                    c->sq_copy_m = nullptr;
+                }
+                break;
+            }
         }
     }
-    if (!c->sq_head) c->sq_tail = nullptr;
+    c->sq_hb = b;
+    c->sq_hi = uint16_t(i);
+}
+
+void Tcp::sq_release(TcpConn* c) {
+    for (SqPos p{c->sq_hb, c->sq_hi}; p.b;) {
+        rte_pktmbuf_free_seg(p.b->p[p.i].m);
+        const SqPos nx = sq_next(c, p);
+        if (nx.b != p.b) {
+            p.b->next = sq_free_;
+            sq_free_ = p.b;
+            sq_free_n_++;
+        }
+        p = nx;
+    }
+    c->sq_hb = c->sq_tb = c->sq_cb = nullptr;
+    c->sq_hi = c->sq_tn = 0;
+    c->sq_bytes = 0;
+    if (c->sq_copy_m) {
+        rte_pktmbuf_free_seg(c->sq_copy_m);
+        c->sq_copy_m = nullptr;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2793,7 +2879,7 @@ void Tcp::on_rto(TcpConn* c, uint64_t now) {
     c->tlp_out = false;
     c->high_rxt = c->snd_una;
     c->snd_nxt = c->snd_una;
-    c->sq_cur = nullptr;
+    c->sq_cb = nullptr;
     // First segment now; the rest follows in slow start.
     if (c->fin_sent && c->snd_una == c->fin_seq) {
         send_segment(c, c->snd_una, 0, kAck | kFin, now, true);

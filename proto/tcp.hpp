@@ -78,6 +78,8 @@ struct TcpConfig {
     uint32_t syn_backlog = 256;    // half-open connections per listener before SYN cookies
     uint32_t ooo_max_segs = 1024;  // out-of-order segments held per connection (1 MB / MSS)
     uint32_t ooo_pool = 65536;     // out-of-order segment slots per core
+    // Send-queue blocks per core (TcpSqBlock, 16 pieces each); 0: 4 per connection.
+    uint32_t sq_blocks = 0;
     TcpCcAlgo cc = TcpCcAlgo::cubic;
     bool sack = true;        // RFC 2018
     bool timestamps = true;  // RFC 7323
@@ -136,6 +138,25 @@ struct TcpOooSeg {
     bool fin;  // a FIN follows the payload
 };
 
+// A piece of a send queue: `len` bytes at `off` (a data_off: from buf_addr) in m's buffer, and
+// one reference to m, which the queue drops when the bytes are acknowledged. Pieces never
+// change the mbuf they point into: one buffer may hold pieces of many queues (a broker's
+// payload, Tcp::send_ref) or many pieces of one (send_copy's buffer).
+struct TcpSqPiece {
+    rte_mbuf* m;
+    uint16_t off;
+    uint16_t len;
+};
+
+// Send queues are arrays of pieces in blocks from a per-core pool (Tcp::init), linked in
+// order: acknowledging, seeking and copying walk an array, not a chain of mbufs whose
+// headers are cold by the time their ACK comes.
+struct TcpSqBlock {
+    static constexpr uint32_t kPieces = 16;
+    TcpSqBlock* next;
+    TcpSqPiece p[kPieces];
+};
+
 // SACK blocks (RFC 2018 3): [left, right).
 struct TcpSackBlock {
     uint32_t left, right;
@@ -162,7 +183,6 @@ struct TcpConn {
     bool ecn_cwr;         // set CWR on the next new data segment
     bool syn_cookie;      // created from a SYN cookie
     bool manual_window;   // see Tcp::set_manual_window
-    bool sq_tail_own;     // the send queue's tail mbuf was filled by send_copy (may grow)
     bool in_table;        // in the lookup table
     bool freed;           // released while on the flush list
     bool writable_event;  // a writable event is queued
@@ -217,14 +237,20 @@ struct TcpConn {
 
     TcpCc cc;
 
-    // Send queue: payload not yet acknowledged, a chain of mbuf segments linked by `next`
-    // (each segment's own data_off/data_len delimit the bytes); sq_head starts at snd_una.
-    rte_mbuf* sq_head;
-    rte_mbuf* sq_tail;
+    // Send queue: payload not yet acknowledged, pieces from SND.UNA on (TcpSqBlock): the
+    // first at sq_hb->p[sq_hi], the last at sq_tb->p[sq_tn - 1]; empty: sq_hb == nullptr.
+    TcpSqBlock* sq_hb;
+    TcpSqBlock* sq_tb;
+    uint16_t sq_hi, sq_tn;
     uint32_t sq_bytes;  // snd_una .. end of the queue
-    // Cursor: the segment holding sequence number sq_cur_seq (where output resumes).
-    rte_mbuf* sq_cur;
+    // Cursor: the piece sq_cb->p[sq_ci] starts at sequence number sq_cur_seq (where output
+    // resumes); sq_cb == nullptr: none.
+    TcpSqBlock* sq_cb;
+    uint16_t sq_ci;
     uint32_t sq_cur_seq;
+    // send_copy's buffer: its pieces sit one after another in it; the queue holds a reference
+    // of its own, so that the buffer is reused once nothing else refers to it.
+    rte_mbuf* sq_copy_m;
 
     // SACK scoreboard (sender, RFC 6675): ranges the peer holds above snd_una.
     static constexpr unsigned kScoreboard = 8;
@@ -315,10 +341,20 @@ class Tcp {
     // acknowledged, then freed). Returns 0, or -EAGAIN when the send queue is above snd_buf
     // (the app keeps `m`; on_tcp_writable follows), or -ENOTCONN / -EPIPE.
     int send(TcpConn* c, rte_mbuf* m);
-    // Copies `len` bytes into mbufs and queues them. Returns the bytes taken (maybe fewer
-    // than len: send space or mbufs), or a negative errno.
+    // Queues `len` bytes at `off` of m's data (one segment: off + len <= m->data_len) by
+    // reference: m's reference count goes up by one, and down again when they are
+    // acknowledged. The caller keeps its own reference and must not change those bytes.
+    // Many connections can queue one buffer so, with no mbuf per reference (a broker's
+    // fan-out). Returns 0, or -EAGAIN (above snd_buf, or no send-queue block left; then
+    // on_tcp_writable follows), -EINVAL, -ENOTCONN / -EPIPE.
+    int send_ref(TcpConn* c, rte_mbuf* m, uint32_t off, uint32_t len);
+    // Copies `len` bytes into the connection's send buffer mbufs and queues them. Returns the
+    // bytes taken (maybe fewer than len: send space or mbufs), or a negative errno.
     int send_copy(TcpConn* c, const void* data, uint32_t len);
     uint32_t send_space(const TcpConn* c) const;
+    // Send-queue pieces this core can still give out (TcpConfig::sq_blocks): every send,
+    // send_ref and send_copy piece takes one until it is acknowledged.
+    uint32_t sq_free_pieces() const { return sq_free_n_ * TcpSqBlock::kPieces; }
     void shutdown_write(TcpConn* c);  // FIN after what is queued
     void close(TcpConn* c);           // shutdown_write, and no more data events
     void abort(TcpConn* c);           // RST now; on_tcp_closed(aborted) follows
@@ -467,10 +503,33 @@ class Tcp {
     uint32_t isn(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport, uint64_t now) const;
     uint32_t cookie(rte_be32_t raddr, rte_be16_t rport, rte_be16_t lport, uint32_t peer_isn,
                     uint32_t count) const;
+    // Send queue (TcpSqBlock). A position is a block and an index in it; b == nullptr: the end.
+    struct SqPos {
+        TcpSqBlock* b;
+        uint32_t i;
+    };
+    static SqPos sq_next(const TcpConn* c, SqPos p) {
+        ++p.i;
+        if (p.b == c->sq_tb) {
+            if (p.i == c->sq_tn) p.b = nullptr;
+        } else if (p.i == TcpSqBlock::kPieces) {
+            p.b = p.b->next;
+            p.i = 0;
+        }
+        return p;
+    }
+    // Room for `n` more pieces (in the tail block and the free blocks).
+    bool sq_room(const TcpConn* c, uint32_t n) const {
+        const uint32_t tail = c->sq_tb ? TcpSqBlock::kPieces - c->sq_tn : 0;
+        return n <= tail ||
+               (n - tail + TcpSqBlock::kPieces - 1) / TcpSqBlock::kPieces <= sq_free_n_;
+    }
+    bool sq_append(TcpConn* c, rte_mbuf* m, uint16_t off, uint16_t len);  // sq_room checked
+    void sq_release(TcpConn* c);  // drops every piece and the copy buffer
     void sq_acked(TcpConn* c, uint32_t bytes);
     rte_mbuf* sq_clone(TcpConn* c, uint32_t seq, uint32_t len);
     void sq_copy(TcpConn* c, uint32_t seq, uint32_t len, char* dst);
-    rte_mbuf* sq_seek(TcpConn* c, uint32_t seq, uint32_t& seg_seq);
+    SqPos sq_seek(TcpConn* c, uint32_t seq, uint32_t& piece_seq);
     static constexpr uint32_t kInlinePayload = 128;
     // The most send-queue pieces one segment gathers by reference: NICs cap the gather list
     // (i40e and ice: 8 descriptors for a packet without TSO), and past a few pieces a copy of
@@ -537,6 +596,9 @@ class Tcp {
     TcpConn* free_conns_ = nullptr;
     TcpOooSeg* ooo_mem_ = nullptr;
     TcpOooSeg* ooo_free_ = nullptr;
+    TcpSqBlock* sq_mem_ = nullptr;
+    TcpSqBlock* sq_free_ = nullptr;  // a stack: the block freed last is reused first
+    uint32_t sq_free_n_ = 0;
     TcpConn* flush_list_ = nullptr;
     TcpConn* tw_head_ = nullptr;  // TIME-WAIT connections, oldest first
     TcpConn* tw_tail_ = nullptr;
