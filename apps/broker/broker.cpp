@@ -273,6 +273,7 @@ void Broker::tcp_config(proto::TcpConfig& t) {
 }
 
 void Broker::start(Tcp& tcp, uint64_t now) {
+    tcp_ = &tcp;
     hz_ = rte_get_tsc_hz();
     now_ = now;
     small_ = tcp.small_pool();
@@ -287,8 +288,9 @@ void Broker::start(Tcp& tcp, uint64_t now) {
         pack_ = engine::create_pool(name, kPackPool, int(rte_socket_id()),
                                     uint16_t(RTE_PKTMBUF_HEADROOM + kPackRoom));
         if (pack_) engine::adopt_pool(pack_);  // optional: without it, frames go to out_
-        frame_cap_ =
-            std::min(clones_ ? clones_->size : kClonePool, out_ ? out_->size : kOutPool) / 4;
+        frame_cap_ = std::min({clones_ ? clones_->size : kClonePool, out_ ? out_->size : kOutPool,
+                               tcp.sq_free_pieces()}) /
+                     4;
         if (clones_) engine::adopt_pool(clones_);
         if (out_) engine::adopt_pool(out_);
         if (!clones_ || !out_) {
@@ -929,7 +931,9 @@ bool Broker::reserve(uint32_t need) {
     }
     const int64_t cap = int64_t(std::min(clones_->size, out_->size));
     if (int64_t(need) + kPoolReserve >= cap) return true;  // never available: go ahead
-    budget_ = int64_t(std::min(rte_mempool_avail_count(clones_), rte_mempool_avail_count(out_))) -
+    // Deliveries take send-queue pieces too (Tcp::send_ref), as many as they would mbufs.
+    budget_ = int64_t(std::min({rte_mempool_avail_count(clones_), rte_mempool_avail_count(out_),
+                                tcp_ ? tcp_->sq_free_pieces() : UINT32_MAX})) -
               kPoolReserve;
     if (budget_ < int64_t(need)) {
         relieve_pools();
@@ -982,15 +986,40 @@ void Broker::prune_changes() {
     }
 }
 
+bool Broker::direct(const Client& cl, uint32_t bytes) const {
+    return tcp_ && cl.conn && cl.out.empty() && !cl.pending_acks && !cl.closing &&
+           tcp_->send_space(cl.conn) >= bytes;
+}
+
 bool Broker::deliver_frame(Client& sub, Fanout& f, const std::string* pattern) {
     if (!sub.live || sub.dead) return true;
     if (!replying(sub)) return true;
     const Fanout::Variant& v = f.variant(sub.resp, pattern);
-    bool ok;
-    if (v.whole) {
+    rte_mbuf* payload = nullptr;
+    if (!v.whole) {
+        payload = f.payload_mbuf();
+        if (!payload) return false;
+    }
+    // Straight into TCP's send queue when nothing of the client's output waits ahead: the
+    // header (or the whole small frame) copied, the payload queued by reference
+    // (Tcp::send_ref: its reference count, no mbuf per delivery). What TCP does not take
+    // (no mbuf, no send-queue piece) goes the buffered way below, in order.
+    uint32_t hdr_done = 0;
+    rte_mbuf* rest = payload;  // payload segments not queued yet
+    if (v.hdr && !v.whole && direct(sub, v.len + payload->pkt_len)) {
+        const int n = tcp_->send_copy(sub.conn, v.bytes, v.len);
+        hdr_done = n > 0 ? uint32_t(n) : 0;
+        if (hdr_done == v.len)
+            while (rest && tcp_->send_ref(sub.conn, rest, 0, rest->data_len) == 0)
+                rest = rest->next;
+    }
+    bool ok = true;
+    if (hdr_done == v.len) {
+        // all of it is queued
+    } else if (v.whole) {
         ok = sub.out.put_frame(v.bytes, v.len);
     } else if (v.hdr) {
-        ok = sub.out.put(v.bytes, v.len);
+        ok = sub.out.put(v.bytes + hdr_done, v.len - hdr_done);
     } else {  // a long name: the encoders, piece by piece
         char len[24];
         const int ln = snprintf(len, sizeof len, "$%u\r\n", f.payload_len);
@@ -1000,9 +1029,8 @@ bool Broker::deliver_frame(Client& sub, Fanout& f, const std::string* pattern) {
              sub.out.put(len, uint32_t(ln));
     }
     if (!ok) return false;
-    if (!v.whole) {
-        rte_mbuf* payload = f.payload_mbuf();
-        rte_mbuf* ref = payload ? rte_pktmbuf_clone(payload, clones_) : nullptr;
+    if (rest) {
+        rte_mbuf* ref = rte_pktmbuf_clone(rest, clones_);
         if (!ref) return false;
         sub.out.put_chain(ref);
     }
@@ -1404,7 +1432,13 @@ void Broker::flush_clients(Tcp& tcp) {
         if (cl.pending_acks) continue;  // held until every core has the subscription change
         while (!cl.out.empty()) {       // take() hands over at most 65535 mbufs at a time
             rte_mbuf* m = cl.out.take();
-            if (tcp.send(cl.conn, m) != 0) rte_pktmbuf_free(m);
+            const int rc = tcp.send(cl.conn, m);
+            if (rc == -EAGAIN) {  // no send-queue piece left on this core: kept, retried
+                cl.out.unshift(m);
+                blocked_.push_back(cl.sid);
+                break;
+            }
+            if (rc != 0) rte_pktmbuf_free(m);  // the connection is going
         }
         if (cl.closing) {
             // Redis frees a client at QUIT or a protocol error at once: its subscriptions go
@@ -1464,6 +1498,12 @@ void Broker::poll(Tcp& tcp, uint64_t now) {
         next_limits_check_ = now + hz_ / 10;
         for (auto& c : clients_)
             if (c->live && c->soft_since) check_limits(*c, now);
+    }
+    if (!blocked_.empty()) {
+        std::vector<SubId> b;
+        b.swap(blocked_);
+        for (SubId s : b)
+            if (clients_[s]->live) mark_dirty(*clients_[s]);
     }
     if (!dirty_.empty() || !kills_.empty()) flush_clients(tcp);
 }

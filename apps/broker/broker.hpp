@@ -146,6 +146,9 @@ class Broker {
     // Appends the message's frame (a pmessage one for `pattern`) to a subscriber. false: no
     // mbufs.
     bool deliver_frame(Client& sub, Fanout& f, const std::string* pattern);
+    // Whether a frame of `bytes` may go straight into the client's TCP send queue: nothing
+    // of its output waits ahead of it.
+    bool direct(const Client& cl, uint32_t bytes) const;
     // Fan-out on this core; returns deliveries made.
     uint32_t deliver_local(Kind k, std::string_view channel, rte_mbuf* payload,
                            uint32_t payload_len, int from);
@@ -201,6 +204,8 @@ class Broker {
     std::vector<SubId> free_;
     std::vector<SubId> dirty_;
     std::vector<SubId> paused_;
+    std::vector<SubId> blocked_;  // output TCP refused (no send-queue piece): retried by poll
+    proto::Tcp* tcp_ = nullptr;   // this worker's (start)
     std::vector<std::pair<SubId, uint32_t>> kills_;    // (slot, generation)
     std::vector<rte_mbuf*> overflow_[Bus::kMaxCores];  // bus messages a full ring refused, per core
     // Bus messages taken off a ring but not handled yet (a publish waiting for mbufs), in order:

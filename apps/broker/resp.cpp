@@ -760,6 +760,26 @@ void OutBuf::put_chain(rte_mbuf* m) {
     size_ += bytes;
 }
 
+void OutBuf::unshift(rte_mbuf* m) {
+    if (!m) return;
+    uint32_t n = 0;
+    uint32_t bytes = 0;
+    rte_mbuf* last = m;
+    for (rte_mbuf* s = m; s; s = s->next) {
+        ++n;
+        bytes += s->data_len;
+        last = s;
+    }
+    last->next = head_;
+    if (!head_) {
+        tail_ = last;
+        tail_own_ = false;
+    }
+    head_ = m;
+    segs_ += n;
+    size_ += bytes;
+}
+
 rte_mbuf* OutBuf::take() {
     return take_front(UINT16_MAX);
 }

@@ -198,6 +198,9 @@ class OutBuf {
         return put_frame_fresh(data, len);
     }
     void put_chain(rte_mbuf* m);  // appends a chain by reference (takes ownership)
+    // Puts a chain that take() or take_front() gave back in front (TCP refused it: kept for
+    // the next try, ahead of everything since).
+    void unshift(rte_mbuf* m);
     // Everything so far as one chain (nb_segs, pkt_len right), or nullptr; empty after. A chain
     // counts at most UINT16_MAX segments (nb_segs): beyond that, take() gives the first
     // UINT16_MAX and leaves the rest for the next call (take_front(UINT16_MAX)).

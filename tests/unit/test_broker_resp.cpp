@@ -1213,6 +1213,33 @@ TEST(RespOutBuf, TakeFrontLeavesTheRest) {
     EXPECT_TRUE(pool_full());
 }
 
+// A chain that TCP refused goes back in front of what came since, counted again; the next
+// take() hands over everything in the original order.
+TEST(RespOutBuf, UnshiftPutsARefusedChainBackInFront) {
+    OutBuf ob(unit_pool());
+    ob.put_chain(chain({"a", "bb"}));
+    rte_mbuf* m = ob.take();
+    EXPECT_TRUE(ob.empty());
+    ASSERT_TRUE(ob.simple("x"));  // written after the take
+    ob.unshift(m);
+    EXPECT_EQ(ob.mbufs(), 3u);
+    EXPECT_EQ(ob.size(), 3u + 4u);
+    ASSERT_TRUE(ob.simple("y"));  // still appends at the tail
+    rte_mbuf* all = ob.take();
+    EXPECT_EQ(flatten(all), "abb+x\r\n+y\r\n");
+    rte_pktmbuf_free(all);
+    // Into an empty buffer: the chain's last mbuf becomes the tail (nothing copied into it).
+    ob.put_chain(chain({"cc"}));
+    m = ob.take();
+    ob.unshift(m);
+    ASSERT_TRUE(ob.simple("z"));
+    all = ob.take();
+    EXPECT_EQ(flatten(all), "cc+z\r\n");
+    EXPECT_EQ(all->nb_segs, 2);
+    rte_pktmbuf_free(all);
+    EXPECT_TRUE(pool_full());
+}
+
 // Out of mbufs: nothing is added (no partial reply), and what fits the tail still goes.
 TEST(RespOutBuf, AllOrNothingWhenPoolRunsOut) {
     OutBuf ob(unit_pool());
