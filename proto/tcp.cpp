@@ -1916,7 +1916,7 @@ int Tcp::send(TcpConn* c, rte_mbuf* m) {
         if (seg->data_len == 0)
             rte_pktmbuf_free_seg(seg);
         else
-            sq_append(c, seg, seg->data_off, seg->data_len);  // the queue takes m's reference
+            sq_append(c, seg, seg->data_off, seg->data_len, true);  // m's reference, taken
         seg = nx;
     }
     c->sq_bytes += len;
@@ -1937,7 +1937,7 @@ int Tcp::send_ref(TcpConn* c, rte_mbuf* m, uint32_t off, uint32_t len) {
         return -EAGAIN;
     }
     rte_mbuf_refcnt_update(m, 1);
-    sq_append(c, m, uint16_t(m->data_off + off), uint16_t(len));
+    sq_append(c, m, uint16_t(m->data_off + off), uint16_t(len), true);
     c->sq_bytes += len;
     want_flush(c);
     return 0;
@@ -1958,9 +1958,9 @@ int Tcp::send_copy(TcpConn* c, const void* data, uint32_t len) {
     uint32_t done = 0;
     const uint32_t seg = std::max<uint32_t>(c->snd_mss, 1);
     rte_mbuf* b = c->sq_copy_m;
-    // The buffer is ours alone (every piece in it acknowledged, no segment over it in
-    // flight) while other pieces are still queued: write from its start again.
-    if (b && rte_mbuf_refcnt_read(b) == 1) b->data_len = 0;
+    // No piece in the buffer is queued any more, and no segment over it is in flight (only the
+    // queue's reference is left), while other pieces are still queued: its start again.
+    if (b && !c->sq_copy_any && rte_mbuf_refcnt_read(b) == 1) b->data_len = 0;
     while (done < len && done < space) {
         const uint32_t want = std::min(len - done, space - done);
         TcpSqPiece* last = c->sq_tb ? &c->sq_tb->p[c->sq_tn - 1] : nullptr;
@@ -1989,7 +1989,11 @@ int Tcp::send_copy(TcpConn* c, const void* data, uint32_t len) {
             rte_mempool* mp = (small_ && !b && want <= small_room_) ? small_ : pool_;
             rte_mbuf* nb = rte_pktmbuf_alloc(mp);
             if (!nb) break;
-            if (b) rte_pktmbuf_free_seg(b);
+            if (b && c->sq_copy_any)
+                c->sq_copy_lb->p[c->sq_copy_li].own = true;  // its last piece takes the reference
+            else if (b)
+                rte_pktmbuf_free_seg(b);
+            c->sq_copy_any = false;
             b = c->sq_copy_m = nb;
             continue;
         }
@@ -1998,8 +2002,10 @@ int Tcp::send_copy(TcpConn* c, const void* data, uint32_t len) {
         if (grow) {
             last->len = uint16_t(last->len + n);
         } else {
-            rte_mbuf_refcnt_update(b, 1);
-            sq_append(c, b, uint16_t(b->data_off + b->data_len), uint16_t(n));
+            sq_append(c, b, uint16_t(b->data_off + b->data_len), uint16_t(n), false);
+            c->sq_copy_lb = c->sq_tb;
+            c->sq_copy_li = uint16_t(c->sq_tn - 1);
+            c->sq_copy_any = true;
         }
         b->data_len = uint16_t(b->data_len + n);
         b->pkt_len = b->data_len;
@@ -2666,7 +2672,7 @@ void Tcp::sq_copy(TcpConn* c, uint32_t seq, uint32_t len, char* dst) {
     }
 }
 
-bool Tcp::sq_append(TcpConn* c, rte_mbuf* m, uint16_t off, uint16_t len) {
+bool Tcp::sq_append(TcpConn* c, rte_mbuf* m, uint16_t off, uint16_t len, bool own) {
     if (!c->sq_tb || c->sq_tn == TcpSqBlock::kPieces) {
         TcpSqBlock* b = sq_free_;
         if (!b) return false;  // sq_room said there was one
@@ -2682,7 +2688,7 @@ bool Tcp::sq_append(TcpConn* c, rte_mbuf* m, uint16_t off, uint16_t len) {
         c->sq_tb = b;
         c->sq_tn = 0;
     }
-    c->sq_tb->p[c->sq_tn++] = {m, off, len};
+    c->sq_tb->p[c->sq_tn++] = {m, off, len, own};
     return true;
 }
 
@@ -2702,7 +2708,8 @@ void Tcp::sq_acked(TcpConn* c, uint32_t bytes) {
         bytes -= pc.len;
         // The pieces ahead are in this array: their buffers' headers can be on their way.
         if (i + 2 < (b == c->sq_tb ? c->sq_tn : TcpSqBlock::kPieces)) rte_prefetch0(b->p[i + 2].m);
-        rte_pktmbuf_free_seg(pc.m);
+        if (c->sq_copy_any && c->sq_copy_lb == b && c->sq_copy_li == i) c->sq_copy_any = false;
+        if (pc.own) rte_pktmbuf_free_seg(pc.m);
         ++i;
         const bool last_block = b == c->sq_tb;
         if (last_block ? i == c->sq_tn : i == TcpSqBlock::kPieces) {
@@ -2732,7 +2739,7 @@ void Tcp::sq_acked(TcpConn* c, uint32_t bytes) {
 
 void Tcp::sq_release(TcpConn* c) {
     for (SqPos p{c->sq_hb, c->sq_hi}; p.b;) {
-        rte_pktmbuf_free_seg(p.b->p[p.i].m);
+        if (p.b->p[p.i].own) rte_pktmbuf_free_seg(p.b->p[p.i].m);
         const SqPos nx = sq_next(c, p);
         if (nx.b != p.b) {
             p.b->next = sq_free_;
@@ -2748,6 +2755,7 @@ void Tcp::sq_release(TcpConn* c) {
         rte_pktmbuf_free_seg(c->sq_copy_m);
         c->sq_copy_m = nullptr;
     }
+    c->sq_copy_any = false;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -138,14 +138,17 @@ struct TcpOooSeg {
     bool fin;  // a FIN follows the payload
 };
 
-// A piece of a send queue: `len` bytes at `off` (a data_off: from buf_addr) in m's buffer, and
-// one reference to m, which the queue drops when the bytes are acknowledged. Pieces never
-// change the mbuf they point into: one buffer may hold pieces of many queues (a broker's
-// payload, Tcp::send_ref) or many pieces of one (send_copy's buffer).
+// A piece of a send queue: `len` bytes at `off` (a data_off: from buf_addr) in m's buffer.
+// Pieces never change the mbuf they point into: one buffer may hold pieces of many queues (a
+// broker's payload, Tcp::send_ref) or many pieces of one (send_copy's buffer). An `own` piece
+// holds one reference to m, dropped when its bytes are acknowledged. The pieces in send_copy's
+// buffer hold none: the queue holds one for the buffer, and hands it to the buffer's last piece
+// when it moves on to a fresh buffer (pieces are acknowledged in order, so that one goes last).
 struct TcpSqPiece {
     rte_mbuf* m;
     uint16_t off;
     uint16_t len;
+    bool own;
 };
 
 // Send queues are arrays of pieces in blocks from a per-core pool (Tcp::init), linked in
@@ -249,8 +252,12 @@ struct TcpConn {
     uint16_t sq_ci;
     uint32_t sq_cur_seq;
     // send_copy's buffer: its pieces sit one after another in it; the queue holds a reference
-    // of its own, so that the buffer is reused once nothing else refers to it.
+    // of its own (TcpSqPiece). Its last piece, while queued (sq_copy_any), is at
+    // sq_copy_lb->p[sq_copy_li]; once none is, the buffer is written from its start again.
     rte_mbuf* sq_copy_m;
+    TcpSqBlock* sq_copy_lb;
+    uint16_t sq_copy_li;
+    bool sq_copy_any;
 
     // SACK scoreboard (sender, RFC 6675): ranges the peer holds above snd_una.
     static constexpr unsigned kScoreboard = 8;
@@ -524,7 +531,8 @@ class Tcp {
         return n <= tail ||
                (n - tail + TcpSqBlock::kPieces - 1) / TcpSqBlock::kPieces <= sq_free_n_;
     }
-    bool sq_append(TcpConn* c, rte_mbuf* m, uint16_t off, uint16_t len);  // sq_room checked
+    // sq_room checked; `own`: the piece holds a reference to m (TcpSqPiece).
+    bool sq_append(TcpConn* c, rte_mbuf* m, uint16_t off, uint16_t len, bool own);
     void sq_release(TcpConn* c);  // drops every piece and the copy buffer
     void sq_acked(TcpConn* c, uint32_t bytes);
     rte_mbuf* sq_clone(TcpConn* c, uint32_t seq, uint32_t len);

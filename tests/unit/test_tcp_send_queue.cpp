@@ -160,6 +160,7 @@ TEST_F(TcpSendQueue, SendCopyBufferIsReusedAndGivenBackWhenIdle) {
     rte_mbuf* const buf = conn_->sq_copy_m;
     ASSERT_NE(buf, nullptr);
     EXPECT_EQ(buf->data_len, 300);
+    EXPECT_EQ(rte_mbuf_refcnt_read(buf), 1) << "the queue's one reference: none per piece";
     pack_ += 300;
     rx_ack(pack_);  // the copied bytes only: the reference is still queued
     EXPECT_EQ(rte_mbuf_refcnt_read(buf), 1) << "only the queue's own reference is left";
@@ -175,6 +176,44 @@ TEST_F(TcpSendQueue, SendCopyBufferIsReusedAndGivenBackWhenIdle) {
     pack_ += 900;
     rx_ack(pack_);
     EXPECT_EQ(conn_->sq_copy_m, nullptr) << "nothing queued: the buffer went back";
+    EXPECT_EQ(rte_mbuf_refcnt_read(shared), 1);
+    rte_pktmbuf_free(shared);
+}
+
+// A full copy buffer is replaced while its pieces are still queued: its last piece takes over
+// the queue's reference, so the old buffer lives until that piece is acknowledged (a timeout
+// resends from it), then goes back to its pool (TearDown checks every mbuf is back).
+TEST_F(TcpSendQueue, ReplacedCopyBufferLivesUntilItsLastPieceIsAcked) {
+    proto::TcpConfig c = tcp_config();
+    c.tlp = false;
+    start_tcp(c);
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    tcp().set_nodelay(conn_, true);
+    const Bytes body = pattern(100, 200);
+    rte_mbuf* shared = buffer(body);
+    ASSERT_NE(shared, nullptr);
+    Bytes all;
+    std::vector<rte_mbuf*> bufs;
+    for (int i = 0; i < 8; ++i) {
+        const Bytes b = pattern(500, uint8_t(i));
+        ASSERT_EQ(tcp().send_copy(conn_, b.data(), 500), 500);
+        ASSERT_EQ(tcp().send_ref(conn_, shared, 0, 100), 0);
+        if (bufs.empty() || bufs.back() != conn_->sq_copy_m) bufs.push_back(conn_->sq_copy_m);
+        all.insert(all.end(), b.begin(), b.end());
+        all.insert(all.end(), body.begin(), body.end());
+    }
+    ASSERT_GE(bufs.size(), 2u) << "4000 bytes of copies need more than one buffer";
+    step();
+    EXPECT_EQ(sent_payload(), all);
+    EXPECT_EQ(rte_mbuf_refcnt_read(bufs[0]), 1) << "held by its last piece";
+    advance(1000);  // a timeout: the head again, from the first buffer
+    auto v = tx_segs();
+    ASSERT_FALSE(v.empty());
+    EXPECT_EQ(v[0].seq, pack_);
+    EXPECT_EQ(v[0].payload, Bytes(all.begin(), all.begin() + v[0].len()));
+    pack_ += uint32_t(all.size());
+    rx_ack(pack_);
+    EXPECT_EQ(conn_->sq_copy_m, nullptr);
     EXPECT_EQ(rte_mbuf_refcnt_read(shared), 1);
     rte_pktmbuf_free(shared);
 }
