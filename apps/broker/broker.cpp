@@ -1485,25 +1485,28 @@ void Broker::poll(Tcp& tcp, uint64_t now) {
     now_ = now;
     if (n_cores_ > 1) bus_poll(tcp);
     if (!paused_.empty()) {
-        std::vector<SubId> p;
-        p.swap(paused_);
-        for (SubId s : p) {
+        // retry_ is empty between polls: swapping keeps both vectors' storage (no allocation).
+        retry_.swap(paused_);
+        for (SubId s : retry_) {
             Client& cl = *clients_[s];
             if (!cl.live || !cl.paused) continue;
             cl.paused = false;
             process(tcp, cl);
         }
+        retry_.clear();
     }
     if (now >= next_limits_check_) {
         next_limits_check_ = now + hz_ / 10;
         for (auto& c : clients_)
             if (c->live && c->soft_since) check_limits(*c, now);
     }
-    if (!blocked_.empty()) {
-        std::vector<SubId> b;
-        b.swap(blocked_);
-        for (SubId s : b)
+    // Blocked output waits for TCP to free send-queue pieces (ACKs); until then a retry could
+    // only fail again.
+    if (!blocked_.empty() && tcp.sq_free_pieces()) {
+        retry_.swap(blocked_);
+        for (SubId s : retry_)
             if (clients_[s]->live) mark_dirty(*clients_[s]);
+        retry_.clear();
     }
     if (!dirty_.empty() || !kills_.empty()) flush_clients(tcp);
 }

@@ -205,6 +205,7 @@ class Broker {
     std::vector<SubId> dirty_;
     std::vector<SubId> paused_;
     std::vector<SubId> blocked_;  // output TCP refused (no send-queue piece): retried by poll
+    std::vector<SubId> retry_;    // poll's scratch copy of paused_ or blocked_, empty otherwise
     proto::Tcp* tcp_ = nullptr;   // this worker's (start)
     std::vector<std::pair<SubId, uint32_t>> kills_;    // (slot, generation)
     std::vector<rte_mbuf*> overflow_[Bus::kMaxCores];  // bus messages a full ring refused, per core
