@@ -740,16 +740,23 @@ bool OutBuf::putv(const std::string_view* parts, uint32_t n) {
     return true;
 }
 
-void OutBuf::put_chain(rte_mbuf* m) {
-    if (!m) return;
-    uint32_t n = 0;
-    uint32_t bytes = 0;
+// A chain's segments and bytes; returns its last segment.
+static rte_mbuf* chain_walk(rte_mbuf* m, uint32_t& n, uint32_t& bytes) {
+    n = 0;
+    bytes = 0;
     rte_mbuf* last = m;
     for (rte_mbuf* s = m; s; s = s->next) {
         ++n;
         bytes += s->data_len;
         last = s;
     }
+    return last;
+}
+
+void OutBuf::put_chain(rte_mbuf* m) {
+    if (!m) return;
+    uint32_t n, bytes;
+    rte_mbuf* last = chain_walk(m, n, bytes);
     if (tail_)
         tail_->next = m;
     else
@@ -762,14 +769,8 @@ void OutBuf::put_chain(rte_mbuf* m) {
 
 void OutBuf::unshift(rte_mbuf* m) {
     if (!m) return;
-    uint32_t n = 0;
-    uint32_t bytes = 0;
-    rte_mbuf* last = m;
-    for (rte_mbuf* s = m; s; s = s->next) {
-        ++n;
-        bytes += s->data_len;
-        last = s;
-    }
+    uint32_t n, bytes;
+    rte_mbuf* last = chain_walk(m, n, bytes);
     last->next = head_;
     if (!head_) {
         tail_ = last;
