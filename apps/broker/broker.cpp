@@ -21,8 +21,9 @@ namespace {
 
 constexpr uint32_t kNoToken = UINT32_MAX;
 constexpr unsigned kBusBurst = 32;
-// Fan-out mbufs left in the clone and out pools for replies and everything else: a delivery
-// that would dig into them waits (Broker::reserve).
+// Fan-out mbufs (and TCP send-queue pieces) left for replies and everything else: a delivery
+// that would dig into them waits (Broker::reserve). At most an eighth of the smallest of them
+// (Broker::start): a fixed count larger than a small pool would stall deliveries for good.
 constexpr uint32_t kPoolReserve = 2048;
 constexpr unsigned kClonePool = 131071, kOutPool = 65535;  // per worker
 constexpr unsigned kPackPool = 8191, kPackRoom = 2048;     // per worker
@@ -288,9 +289,10 @@ void Broker::start(Tcp& tcp, uint64_t now) {
         pack_ = engine::create_pool(name, kPackPool, int(rte_socket_id()),
                                     uint16_t(RTE_PKTMBUF_HEADROOM + kPackRoom));
         if (pack_) engine::adopt_pool(pack_);  // optional: without it, frames go to out_
-        frame_cap_ = std::min({clones_ ? clones_->size : kClonePool, out_ ? out_->size : kOutPool,
-                               tcp.sq_free_pieces()}) /
-                     4;
+        const uint32_t smallest = std::min({clones_ ? clones_->size : kClonePool,
+                                            out_ ? out_->size : kOutPool, tcp.sq_free_pieces()});
+        frame_cap_ = smallest / 4;
+        reserve_ = std::min(kPoolReserve, smallest / 8);
         if (clones_) engine::adopt_pool(clones_);
         if (out_) engine::adopt_pool(out_);
         if (!clones_ || !out_) {
@@ -929,12 +931,14 @@ bool Broker::reserve(uint32_t need) {
         budget_ -= need;
         return true;
     }
-    const int64_t cap = int64_t(std::min(clones_->size, out_->size));
-    if (int64_t(need) + kPoolReserve >= cap) return true;  // never available: go ahead
+    const int64_t cap = int64_t(
+        std::min({clones_->size, out_->size,
+                  tcp_ ? tcp_->config().sq_blocks * proto::TcpSqBlock::kPieces : UINT32_MAX}));
+    if (int64_t(need) + reserve_ >= cap) return true;  // never available: go ahead
     // Deliveries take send-queue pieces too (Tcp::send_ref), as many as they would mbufs.
     budget_ = int64_t(std::min({rte_mempool_avail_count(clones_), rte_mempool_avail_count(out_),
                                 tcp_ ? tcp_->sq_free_pieces() : UINT32_MAX})) -
-              kPoolReserve;
+              reserve_;
     if (budget_ < int64_t(need)) {
         relieve_pools();
         return false;

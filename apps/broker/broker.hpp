@@ -217,6 +217,7 @@ class Broker {
     // what deliveries took since. rte_mempool_avail_count sums every lcore's cache: too
     // costly for each PUBLISH.
     int64_t budget_ = 0;
+    int64_t reserve_ = 0;  // kept back from deliveries (start: kPoolReserve or less)
     // Takes `need` fan-out mbufs from the budget (looking at the pools again when it is
     // short); false: the pools are low, the delivery must wait. A need no pool could ever meet
     // goes ahead (and finds out).
