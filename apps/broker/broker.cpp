@@ -289,10 +289,16 @@ void Broker::start(Tcp& tcp, uint64_t now) {
         pack_ = engine::create_pool(name, kPackPool, int(rte_socket_id()),
                                     uint16_t(RTE_PKTMBUF_HEADROOM + kPackRoom));
         if (pack_) engine::adopt_pool(pack_);  // optional: without it, frames go to out_
-        const uint32_t smallest = std::min({clones_ ? clones_->size : kClonePool,
-                                            out_ ? out_->size : kOutPool, tcp.sq_free_pieces()});
-        frame_cap_ = smallest / 4;
-        reserve_ = std::min(kPoolReserve, smallest / 8);
+        // One client may hold a quarter of the fan-out mbufs, and a quarter of the core's
+        // send-queue pieces in its TCP queue (two a frame: header and payload). Frames
+        // waiting in its output buffer hold mbufs, not pieces: when other clients' queues
+        // have the pieces, a client that reads at full rate waits there, not cut off.
+        const uint32_t mbufs =
+            std::min(clones_ ? clones_->size : kClonePool, out_ ? out_->size : kOutPool);
+        const uint32_t pieces = tcp.sq_free_pieces();
+        frame_cap_ = mbufs / 4;
+        queued_cap_ = pieces / 8;
+        reserve_ = std::min({kPoolReserve, mbufs / 8, pieces / 8});
         if (clones_) engine::adopt_pool(clones_);
         if (out_) engine::adopt_pool(out_);
         if (!clones_ || !out_) {
@@ -1434,10 +1440,16 @@ void Broker::flush_clients(Tcp& tcp) {
         cl.dirty = false;
         if (!cl.live || cl.dead || !cl.conn) continue;
         if (cl.pending_acks) continue;  // held until every core has the subscription change
-        while (!cl.out.empty()) {       // take() hands over at most 65535 mbufs at a time
-            rte_mbuf* m = cl.out.take();
+        while (!cl.out.empty()) {
+            // At most as many segments as TCP has pieces free (a piece each), at most 65535
+            // (nb_segs): a longer chain would be refused whole while a part of it fits.
+            rte_mbuf* m = cl.out.take_front(std::min<uint32_t>(UINT16_MAX, tcp.sq_free_pieces()));
+            if (!m) {  // no piece free on this core: retried once ACKs free some
+                blocked_.push_back(cl.sid);
+                break;
+            }
             const int rc = tcp.send(cl.conn, m);
-            if (rc == -EAGAIN) {  // no send-queue piece left on this core: kept, retried
+            if (rc == -EAGAIN) {  // refused anyway: kept, retried
                 cl.out.unshift(m);
                 blocked_.push_back(cl.sid);
                 break;
@@ -1470,7 +1482,9 @@ void Broker::check_limits(Client& cl, uint64_t now) {
     if (!cl.conn || cl.dead || !cl.subscribed()) return;
     const uint64_t used = uint64_t(cl.out.size()) + cl.conn->sq_bytes;
     const uint64_t hard = lim_hard(), soft = lim_soft();
-    if ((hard && used >= hard) || (cl.avg_frame && used > uint64_t(cl.avg_frame) * frame_cap_)) {
+    if ((hard && used >= hard) ||
+        (cl.avg_frame && (used > uint64_t(cl.avg_frame) * frame_cap_ ||
+                          cl.conn->sq_bytes > uint64_t(cl.avg_frame) * queued_cap_))) {
         ctr_.slow_disconnects++;
         kill_later(cl, "output above the hard limit, or holding too many frames");
     } else if (soft && used >= soft) {

@@ -252,11 +252,13 @@ class Broker {
     uint64_t next_limits_check_ = 0;
     BrokerCounters ctr_;
     uint32_t window_ = 0;  // the receive window TCP offers (TcpConfig::rcv_buf)
-    // The most message frames one client may hold (a quarter of the fan-out pools): each holds
-    // mbufs, so with small messages the pools would run dry long before the byte limits, and
-    // other subscribers would lose their messages to one slow reader.
+    // The most message frames one client may hold (a quarter of the fan-out pools), and hold in
+    // its TCP queue (a quarter of the core's send-queue pieces, two a frame): with small
+    // messages the pools would run dry long before the byte limits, and other subscribers would
+    // wait on one slow reader.
     uint64_t frame_cap_ = UINT64_MAX;
-    char lower_[64];  // the command name, lowercased
+    uint64_t queued_cap_ = UINT64_MAX;  // ... of them in its TCP send queue (start)
+    char lower_[64];                    // the command name, lowercased
 };
 
 }  // namespace sluice::apps::broker
