@@ -1108,7 +1108,8 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
     const bool dup_ack = c->snd_max != c->snd_una && wnd != 0 && !(s.flags & (kSyn | kFin)) &&
                          (new_sack || (s.ack == c->snd_una && s.len == 0 && wnd == c->snd_wnd));
 
-    if (seq_gt(s.ack, c->snd_una)) {
+    const bool advanced = seq_gt(s.ack, c->snd_una);
+    if (advanced) {
         uint32_t acked = s.ack - c->snd_una;
         // The FIN takes a sequence number but no byte of the queue.
         const bool fin_acked = c->fin_sent && s.ack == c->fin_seq + 1;
@@ -1151,15 +1152,6 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
         } else {
             c->cc.on_ack(acked, now * 1000000 / hz_, c->srtt_us);
         }
-        if (c->tlp_out && seq_geq(s.ack, c->tlp_end)) {
-            // RFC 8985 7.4.2: everything up to the probe is acknowledged. A retransmitted
-            // probe that arrived only once repaired a loss: respond as fast recovery would.
-            c->tlp_out = false;
-            if (c->tlp_retrans && !c->tlp_dsack && !c->in_recovery) {
-                ctr_.tlp_repairs++;
-                c->cc.on_congestion(flight);
-            }
-        }
         // ECN (RFC 3168 6.1.2): ECE on a new ACK → reduce once per window, set CWR.
         if (c->ecn_ok && (s.flags & kEce) && !c->in_recovery && seq_geq(s.ack, c->ecn_recover)) {
             c->cc.on_congestion(flight);
@@ -1199,6 +1191,26 @@ bool Tcp::process_ack(TcpConn* c, Seg& s, uint64_t now) {
                 default:
                     break;
             }
+        }
+    }
+    // RFC 8985 7.4: the end of a loss probe's episode (as Linux's tcp_process_tlp_ack). A
+    // probe of new data, or a retransmitted one the peer D-SACKed (it arrived twice), repaired
+    // nothing. A retransmitted probe is known to have repaired a loss only once an ACK goes
+    // beyond TLP.end_seq with no D-SACK before it (7.4.2): an ACK of exactly TLP.end_seq may
+    // be the original's, delayed (the probe's D-SACK then follows), or the probe's. A pure
+    // duplicate ACK of TLP.end_seq is the probe's from a peer without D-SACK: no loss either.
+    // A loss repaired is answered as fast recovery would be.
+    if (c->tlp_out && seq_geq(s.ack, c->tlp_end)) {
+        if (!c->tlp_retrans || c->tlp_dsack) {
+            c->tlp_out = false;
+        } else if (seq_gt(s.ack, c->tlp_end)) {
+            c->tlp_out = false;
+            if (!c->in_recovery) {
+                ctr_.tlp_repairs++;
+                c->cc.on_congestion(flight);
+            }
+        } else if (s.ack == c->snd_una && !advanced && s.len == 0 && !new_sack) {
+            c->tlp_out = false;
         }
     }
     // RFC 6675 5: a duplicate ACK counts "regardless of its status as a cumulative
@@ -1603,13 +1615,18 @@ void Tcp::process_fin(TcpConn* c, uint64_t now) {
     ooo_free(c);  // nothing can follow a FIN
 }
 
-// RFC 1122 4.2.3.2: ACK at least every second full-sized segment, and within 500 ms
-// (cfg delack_ms) otherwise.
 // RFC 1122 4.2.3.2 / RFC 5681 4.2: an ACK for at least every second full-sized segment,
-// and none later than the delayed-ACK timer. "Full-sized" is the size the peer actually sends
-// (as Linux measures rcv_mss): a sender whose segments are all below the MSS (small writes,
-// TCP_NODELAY) still gets an ACK every two of them, instead of one per timer tick, which
-// would leave it stalled on its congestion window for 40 ms at a time.
+// and none later than the delayed-ACK timer (cfg delack_ms; 500 ms at most). "Full-sized" is
+// the size the peer actually sends (as Linux measures rcv_mss): a sender whose segments are
+// all below the MSS (small writes, TCP_NODELAY) still gets an ACK every two of them, instead
+// of one per timer tick, which would leave it stalled on its congestion window for 40 ms at a
+// time. As Linux's __tcp_ack_snd_check, the ACK goes once more than one full segment's worth
+// is unacknowledged, so an ACK is held back for at most rcv_mss bytes, no more than the
+// sender's MSS: a sender with more than one MSS in flight may then expect an ACK within a
+// round trip, as RFC 8985 7.2's probe timeout does (only a flight of one segment gets the
+// worst-case delayed-ACK time added). Holding back up to two of the largest segments seen
+// made every flight of three or four smaller ones wait for the timer, and the sender send a
+// needless loss probe after two round trips.
 void Tcp::schedule_ack(TcpConn* c, uint32_t len) {
     if (c->wnd_update) {  // data came after a reopened window: the peer knows of it
         c->wnd_update = false;
@@ -1617,7 +1634,7 @@ void Tcp::schedule_ack(TcpConn* c, uint32_t len) {
     }
     if (len > c->rcv_mss) c->rcv_mss = uint16_t(std::min<uint32_t>(len, cfg_.mss));
     c->delack_bytes += len;
-    if (c->delack_bytes >= 2u * c->rcv_mss) {
+    if (c->delack_bytes > c->rcv_mss) {
         c->ack_now = true;
         return;
     }
@@ -2285,9 +2302,12 @@ void Tcp::arm_rto(TcpConn* c, bool restart) {
     const uint32_t rto = backed_off_rto(c);
     if (tlp_allowed(c)) {
         // RFC 8985 7.2: PTO = 2 SRTT, plus the peer's worst-case delayed ACK when one
-        // segment is in flight (it may be waiting for a second); at most the RTO. Plus one
-        // 1 ms tick: the wheel's granularity, so an ACK due at 2 SRTT is not raced.
-        uint32_t pto = (2 * c->srtt_us + 999) / 1000 + 1;
+        // segment is in flight (it may be waiting for a second); at most the RTO. Plus two
+        // 1 ms ticks, as Linux adds TCP_TIMEOUT_MIN (two jiffies): a timer armed k ticks
+        // ahead fires after k - 1 to k ms, and with microsecond round trips 2 SRTT is
+        // shorter than one pass of a busy peer's loop. With one tick, a broker fanning out
+        // to 100 subscribers sent a needless probe for about one segment in a hundred.
+        uint32_t pto = (2 * c->srtt_us + 999) / 1000 + 2;
         if (c->snd_max - c->snd_una <= c->snd_mss) pto += kWorstDelAckMs;
         if (pto < rto) {
             c->rtx_kind = TcpConn::rtx_tlp;

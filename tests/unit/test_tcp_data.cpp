@@ -57,19 +57,40 @@ TEST_F(TcpData, SecondFullSizedSegmentAckedAtOnce) {
 
 // "Full-sized" is what the peer sends (Linux's rcv_mss): a peer whose segments are all below
 // the MSS (small writes, TCP_NODELAY) gets an ACK every second one, not one per 40 ms (which
-// would leave it stalled on its congestion window).
+// would leave it stalled on its congestion window). As Linux does, the ACK goes once more than
+// one segment of that size is unacknowledged: what is held back never exceeds one segment,
+// which is what a sender's loss probe allows for (RFC 8985 7.2).
 TEST_F(TcpData, SecondSegmentOfThePeersUsualSizeAckedAtOnce) {
     ASSERT_NO_FATAL_FAILURE(open_passive());
     rx_data(pattern(700, 1));
     EXPECT_TRUE(tx_segs().empty());
     rx_data(pattern(700, 2));
     EXPECT_EQ(tx_one().ack, pseq_);
-    rx_data(pattern(500, 3));  // smaller ones add up to the same
+    rx_data(pattern(500, 3));  // smaller ones add up
+    EXPECT_TRUE(tx_segs().empty()) << "500 bytes: less than one of the usual size";
     rx_data(pattern(500, 4));
-    EXPECT_TRUE(tx_segs().empty());
-    rx_data(pattern(500, 5));
-    EXPECT_EQ(tx_one().ack, pseq_) << "1500 bytes: two of the usual size";
-    EXPECT_EQ(stats().bytes_received, 2900u);
+    EXPECT_EQ(tx_one().ack, pseq_) << "1000 bytes: more than one of the usual size";
+    rx_data(pattern(700, 5));
+    EXPECT_TRUE(tx_segs().empty()) << "exactly one: held";
+    advance(40);
+    EXPECT_EQ(tx_one().ack, pseq_);
+    EXPECT_EQ(stats().bytes_received, 3100u);
+}
+
+// After one full-sized segment, a run of smaller ones (a publisher's frames, whatever one
+// event loop pass gathered) is ACKed once more than an MSS of them is held: holding two
+// full-sized segments' worth kept three or four such segments waiting for the timer, and
+// their sender's loss probe (2 SRTT) fired before it.
+TEST_F(TcpData, SmallerSegmentsAfterAFullOneAreAckedWithinOneMss) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    rx_data(pattern(1448, 1));
+    rx_data(pattern(1448, 2));
+    EXPECT_EQ(tx_one().ack, pseq_);
+    rx_data(pattern(600, 3));
+    rx_data(pattern(600, 4));
+    EXPECT_TRUE(tx_segs().empty()) << "1200 bytes: less than one full segment";
+    rx_data(pattern(600, 5));
+    EXPECT_EQ(tx_one().ack, pseq_) << "1800 bytes: more than one full segment";
 }
 
 // The reply to a request carries the ACK of the request: no separate pure ACK.

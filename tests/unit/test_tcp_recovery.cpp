@@ -399,16 +399,17 @@ TEST_F(TcpRecovery, SackRecoveryRetransmitsEachHole) {
     EXPECT_EQ(stats().bytes_sent, 10u * kMss);
 }
 
-// RFC 8985 7: with SACK, a tail that draws no ACK gets a probe at PTO = 2 SRTT (+ 1 ms tick)
-// instead of waiting out the RTO: the last segment again when there is nothing new to send.
+// RFC 8985 7: with SACK, a tail that draws no ACK gets a probe at PTO = 2 SRTT (+ 2 ms ticks,
+// as Linux adds TCP_TIMEOUT_MIN) instead of waiting out the RTO: the last segment again when
+// there is nothing new to send.
 // The retransmission timer then runs from the probe (7.3). A D-SACK of the probe says it was
 // not needed (7.4.1): the window stays.
 TEST_F(TcpRecovery, TailLossProbeResendsTheLastSegment) {
     ASSERT_NO_FATAL_FAILURE(open_and_send(3, proto::TcpCcAlgo::cubic, true));
     const uint32_t srtt_us = stats().srtt_us;
-    ASSERT_LT(srtt_us, 1000u) << "the handshake's RTT sample: PTO is 2 ms";
+    ASSERT_LT(srtt_us, 1000u) << "the handshake's RTT sample: PTO is 1 + 2 ms";
     const uint32_t cwnd = stats().cwnd;
-    advance(1);
+    advance(2);
     EXPECT_TRUE(tx_segs().empty()) << "not before the probe timeout";
     advance(1);
     auto v = tx_segs();
@@ -429,7 +430,7 @@ TEST_F(TcpRecovery, TailLossProbeResendsTheLastSegment) {
 
     // Only the ACK was lost: the peer D-SACKs the probe; no loss, no window cut.
     ASSERT_NO_FATAL_FAILURE(open_and_send(3, proto::TcpCcAlgo::cubic, true));
-    advance(2);
+    advance(3);
     ASSERT_EQ(tx_segs().size(), 1u);
     TcpOpts o;
     o.sack = {{seg(2), seg(3)}};  // below the cumulative ACK: a duplicate (RFC 2883 4.1.1)
@@ -440,21 +441,74 @@ TEST_F(TcpRecovery, TailLossProbeResendsTheLastSegment) {
 }
 
 // RFC 8985 7.4.2: a retransmitted probe that the peer did not get twice repaired a loss: the
-// sender responds as fast recovery would (here CUBIC's beta, 0.7).
+// sender responds as fast recovery would (here CUBIC's beta, 0.7). That is known once an ACK
+// goes beyond TLP.end_seq (SND.NXT when the probe went) with no D-SACK before it: an ACK of
+// exactly TLP.end_seq could still be the original's.
 TEST_F(TcpRecovery, TailLossProbeThatRepairsALossCutsTheWindow) {
     ASSERT_NO_FATAL_FAILURE(open_and_send(3, proto::TcpCcAlgo::cubic, true));
     const uint32_t cwnd = stats().cwnd;
     // Segments 0 and 1 arrive but their ACK is lost; segment 2 is lost.
-    advance(2);
+    advance(3);
     auto v = tx_segs();
     ASSERT_EQ(v.size(), 1u);
     EXPECT_EQ(v[0].seq, seg(2));
     rx_ack(seg(3));  // the probe delivered it: no D-SACK
+    EXPECT_EQ(tctr().tlp_repairs, 0u) << "not known yet";
+    send(pattern(kMss, 12));
+    v = tx_segs();
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].seq, seg(3));
+    rx_ack(seg(4));  // beyond the episode, and still no D-SACK
     EXPECT_EQ(tctr().tlp_repairs, 1u);
     EXPECT_LT(stats().cwnd, cwnd);
     EXPECT_EQ(stats().ssthresh, stats().cwnd);
     EXPECT_EQ(stats().rto_expirations, 0u);
-    EXPECT_EQ(stats().bytes_sent, 3u * kMss);
+    EXPECT_EQ(stats().bytes_sent, 4u * kMss);
+}
+
+// RFC 8985 7.4: the probe raced an ACK that was only late (a receiver's delayed ACK, a busy
+// core): the original ACK of everything arrives first, then the probe's D-SACK. Nothing was
+// lost, so the window stays; counting a repair at the first ACK cut the window of every
+// connection whose ACK was late.
+TEST_F(TcpRecovery, LateAckThenDsackOfTheProbeIsNoLoss) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(3, proto::TcpCcAlgo::cubic, true));
+    const uint32_t cwnd = stats().cwnd;
+    advance(3);
+    auto v = tx_segs();
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].seq, seg(2)) << "the probe";
+    rx_ack(seg(3));  // the original ACK, late
+    TcpOpts o;
+    o.sack = {{seg(2), seg(3)}};  // then the probe's: below the cumulative ACK, a D-SACK
+    rx_ack(seg(3), o);
+    send(pattern(kMss, 12));
+    ASSERT_EQ(tx_segs().size(), 1u);
+    rx_ack(seg(4));
+    EXPECT_EQ(tctr().tlp_probes, 1u);
+    EXPECT_EQ(tctr().tlp_repairs, 0u);
+    EXPECT_GE(stats().cwnd, cwnd);
+    EXPECT_EQ(stats().ssthresh, 0x7fffffffu) << "no congestion response";
+    // The episode is over: the next tail gets a probe of its own.
+    send(pattern(2 * kMss, 13));
+    ASSERT_EQ(tx_segs().size(), 2u);
+    advance(3);
+    EXPECT_EQ(tctr().tlp_probes, 2u);
+}
+
+// RFC 8985 7.4 for a peer without D-SACK: the probe arrived twice and drew a pure duplicate
+// ACK of TLP.end_seq; nothing was lost.
+TEST_F(TcpRecovery, DuplicateAckOfTheProbeIsNoLoss) {
+    ASSERT_NO_FATAL_FAILURE(open_and_send(3, proto::TcpCcAlgo::cubic, true));
+    const uint32_t cwnd = stats().cwnd;
+    advance(3);
+    ASSERT_EQ(tx_segs().size(), 1u);
+    rx_ack(seg(3));  // the original ACK, late
+    rx_ack(seg(3));  // the probe's, a duplicate
+    send(pattern(kMss, 12));
+    ASSERT_EQ(tx_segs().size(), 1u);
+    rx_ack(seg(4));
+    EXPECT_EQ(tctr().tlp_repairs, 0u);
+    EXPECT_GE(stats().cwnd, cwnd);
 }
 
 // RFC 8985 7.3: new data goes as the probe when the peer's window takes it (the congestion
@@ -463,7 +517,7 @@ TEST_F(TcpRecovery, TailLossProbeSendsNewDataWhenThereIsSome) {
     ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true));
     send(pattern(2 * kMss, 15));  // queued behind a full congestion window
     EXPECT_TRUE(tx_segs().empty());
-    advance(2);
+    advance(3);
     auto v = tx_segs();
     ASSERT_EQ(v.size(), 1u);
     EXPECT_EQ(v[0].seq, seg(10)) << "new data";
@@ -480,7 +534,7 @@ TEST_F(TcpRecovery, TailLossProbeSendsNewDataWhenThereIsSome) {
 TEST_F(TcpRecovery, SackedLossProbeStartsRecovery) {
     ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true));
     send(pattern(2 * kMss, 17));  // queued behind a full congestion window
-    advance(2);
+    advance(3);
     auto v = tx_segs();
     ASSERT_EQ(v.size(), 1u);
     ASSERT_EQ(v[0].seq, seg(10)) << "the probe: new data";
@@ -497,7 +551,7 @@ TEST_F(TcpRecovery, SackedLossProbeStartsRecovery) {
     // The same SACK without a probe out is one duplicate ACK: nothing yet.
     ASSERT_NO_FATAL_FAILURE(open_and_send(10, proto::TcpCcAlgo::cubic, true, false));
     send(pattern(2 * kMss, 17));
-    advance(2);
+    advance(3);
     EXPECT_TRUE(tx_segs().empty());
     o.sack = {{seg(9), seg(10)}};
     rx_ack(seg(0), o);
