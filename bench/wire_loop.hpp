@@ -66,7 +66,7 @@ int wire_side_loop(void* arg) {
             s.pkts += n;
             s.stack.input(pkts, n, now, *s.app);
         }
-        if (now >= next_timer) {
+        if (engine::timers_due(now, next_timer, tick, n == RTE_DIM(pkts))) {
             s.stack.poll_timers(now);
             s.tcp.poll(now);
             next_timer = now + tick;

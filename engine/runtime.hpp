@@ -65,6 +65,16 @@ concept HasExitCode = requires(A a) {
     { a.exit_code() } -> std::convertible_to<int>;
 };
 
+// Whether a worker expires its timers in this iteration. Timers run once a period
+// (`period` TSC cycles), but not while the receive queue still holds packets (the last burst
+// came back full): those may be the very ACKs that cancel a retransmission or loss-probe
+// timer due now, and expiring it first sends a probe the peer has already answered (a busy
+// core that fell behind by more than a probe timeout did that to every connection whose ACK
+// was past the first burst). A backlog defers them by one period at most.
+constexpr bool timers_due(uint64_t now, uint64_t next_timer, uint64_t period, bool rx_backlog) {
+    return now >= next_timer && (!rx_backlog || now - next_timer >= period);
+}
+
 // Process-wide stop flag, set by SIGINT/SIGTERM and --duration.
 std::atomic<bool>& stop_flag();
 std::atomic<unsigned>& signal_count();  // SIGINT/SIGTERM received
@@ -246,8 +256,10 @@ int Runtime<App>::worker_main(void* arg) {
             acc += t2 - t;
             t = t2;
         };
+        bool rx_backlog = false;  // a burst came back full: more may be waiting
         if (w.rxq >= 0) {
             uint16_t n = sh.port->rx(uint16_t(w.rxq), pkts, burst);
+            rx_backlog = n == burst;
             if (unlikely(w.rx_imp.active()) && (n || w.rx_imp.held())) {
                 // The fault-injecting stage sits between the port and everything else.
                 // With software RSS the steering arrays take kSteerBurst at a time; the rest
@@ -296,6 +308,7 @@ int Runtime<App>::worker_main(void* arg) {
                 if (prof) t = rte_rdtsc();
                 const unsigned n = rte_ring_sc_dequeue_burst(
                     w.steer_in[j], reinterpret_cast<void**>(pkts), burst, nullptr);
+                rx_backlog |= n == burst;
                 if (n) {
                     busy = true;
                     w.stats.ring_in += n;
@@ -306,7 +319,7 @@ int Runtime<App>::worker_main(void* arg) {
                 }
             }
         }
-        if (unlikely(now >= next_timer)) {
+        if (unlikely(timers_due(now, next_timer, sh.timer_period, rx_backlog))) {
             if (w.arp_in) share_arp(sh, w, now);
             w.stack.poll_timers(now);
             if constexpr (kTcp) w.tcp.poll(now);
