@@ -123,6 +123,13 @@ void print_wire_side(const WireSide<App>& s, bool tx_figures) {
     if (tx_figures)
         fprintf(stderr, " tx_busy=%" PRIu64 " tx_dropped=%" PRIu64, s.tx_busy, s.tx_dropped);
     fprintf(stderr, "\n");
+    // Every TCP counter that moved, by name (retransmissions by kind, send-queue refusals...).
+    fprintf(stderr, "%s: tcp:", s.name);
+#define SLUICE_X(name, help) \
+    if (s.tcp.counters().name) fprintf(stderr, " " #name "=%" PRIu64, s.tcp.counters().name);
+    SLUICE_TCP_COUNTERS(SLUICE_X)
+#undef SLUICE_X
+    fprintf(stderr, "\n");
     if (s.stack.counters().total_drops() || s.tcp.counters().bad_checksum) {
         fprintf(stderr, "%s: drops:", s.name);
         for (unsigned i = 0; i < proto::kDropCount; ++i)
