@@ -2006,10 +2006,12 @@ int Tcp::send_copy(TcpConn* c, const void* data, uint32_t len) {
             rte_mempool* mp = (small_ && !b && want <= small_room_) ? small_ : pool_;
             rte_mbuf* nb = rte_pktmbuf_alloc(mp);
             if (!nb) break;
-            if (b && c->sq_copy_any)
+            if (b && c->sq_copy_any) {
                 c->sq_copy_lb->p[c->sq_copy_li].own = true;  // its last piece takes the reference
-            else if (b)
+                c->sq_refs++;
+            } else if (b) {
                 rte_pktmbuf_free_seg(b);
+            }
             c->sq_copy_any = false;
             b = c->sq_copy_m = nb;
             continue;
@@ -2698,6 +2700,7 @@ bool Tcp::sq_append(TcpConn* c, rte_mbuf* m, uint16_t off, uint16_t len, bool ow
         if (!b) return false;  // sq_room said there was one
         sq_free_ = b->next;
         sq_free_n_--;
+        c->sq_nblocks++;
         b->next = nullptr;
         if (c->sq_tb)
             c->sq_tb->next = b;
@@ -2709,6 +2712,7 @@ bool Tcp::sq_append(TcpConn* c, rte_mbuf* m, uint16_t off, uint16_t len, bool ow
         c->sq_tn = 0;
     }
     c->sq_tb->p[c->sq_tn++] = {m, off, len, own};
+    c->sq_refs += own;
     return true;
 }
 
@@ -2729,7 +2733,10 @@ void Tcp::sq_acked(TcpConn* c, uint32_t bytes) {
         // The pieces ahead are in this array: their buffers' headers can be on their way.
         if (i + 2 < (b == c->sq_tb ? c->sq_tn : TcpSqBlock::kPieces)) rte_prefetch0(b->p[i + 2].m);
         if (c->sq_copy_any && c->sq_copy_lb == b && c->sq_copy_li == i) c->sq_copy_any = false;
-        if (pc.own) rte_pktmbuf_free_seg(pc.m);
+        if (pc.own) {
+            rte_pktmbuf_free_seg(pc.m);
+            c->sq_refs--;
+        }
         ++i;
         const bool last_block = b == c->sq_tb;
         if (last_block ? i == c->sq_tn : i == TcpSqBlock::kPieces) {
@@ -2738,6 +2745,7 @@ void Tcp::sq_acked(TcpConn* c, uint32_t bytes) {
             b->next = sq_free_;
             sq_free_ = b;
             sq_free_n_++;
+            c->sq_nblocks--;
             b = nx;
             i = 0;
             if (!b) {
@@ -2771,6 +2779,8 @@ void Tcp::sq_release(TcpConn* c) {
     c->sq_hb = c->sq_tb = c->sq_cb = nullptr;
     c->sq_hi = c->sq_tn = 0;
     c->sq_bytes = 0;
+    c->sq_nblocks = 0;
+    c->sq_refs = 0;
     if (c->sq_copy_m) {
         rte_pktmbuf_free_seg(c->sq_copy_m);
         c->sq_copy_m = nullptr;

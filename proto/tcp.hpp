@@ -246,6 +246,12 @@ struct TcpConn {
     TcpSqBlock* sq_tb;
     uint16_t sq_hi, sq_tn;
     uint32_t sq_bytes;  // snd_una .. end of the queue
+    // Blocks the queue holds (of the core's TcpConfig::sq_blocks): what the connection takes
+    // from the core's pool, kPieces pieces each.
+    uint32_t sq_nblocks;
+    // Its pieces that hold a reference to their mbuf (TcpSqPiece::own): with sq_copy_m, the
+    // mbufs the queue keeps from going back to their pools.
+    uint32_t sq_refs;
     // Cursor: the piece sq_cb->p[sq_ci] starts at sequence number sq_cur_seq (where output
     // resumes); sq_cb == nullptr: none.
     TcpSqBlock* sq_cb;

@@ -80,6 +80,9 @@ TEST_F(TcpSendQueue, PiecesAcrossBlocksAndPartialAcks) {
     }
     step();
     EXPECT_EQ(sent_payload(), all) << "over " << kPieces << " pieces";
+    EXPECT_EQ(conn_->sq_nblocks, 4u) << "the blocks the connection holds";
+    EXPECT_EQ(conn_->sq_refs, unsigned(kPieces)) << "a reference per piece sent by send()";
+    const unsigned kBlock = proto::TcpSqBlock::kPieces;
     const uint32_t base = pack_;
     // Acknowledge into the middle of piece 5, then the rest of the first block and a bit
     // more, then to a piece boundary in the third block; check what a timeout resends.
@@ -96,6 +99,11 @@ TEST_F(TcpSendQueue, PiecesAcrossBlocksAndPartialAcks) {
         acked = to;
         for (int i = 0; i < kPieces && piece_end(i) <= acked; ++i)
             EXPECT_EQ(rte_mbuf_refcnt_read(bufs[i]), 1) << "piece " << i << " acknowledged";
+        unsigned whole = 0;  // pieces acknowledged whole: their blocks go back when full
+        while (whole < unsigned(kPieces) && piece_end(int(whole)) <= acked) ++whole;
+        EXPECT_EQ(conn_->sq_nblocks, 4u - whole / kBlock) << "acknowledged to " << acked;
+        EXPECT_EQ(conn_->sq_refs, unsigned(kPieces) - whole);
+        EXPECT_EQ(tcp().sq_free_pieces(), (tcp().config().sq_blocks - conn_->sq_nblocks) * kBlock);
         advance(1000);  // the timeout resends from SND.UNA
         auto v = tx_segs();
         ASSERT_FALSE(v.empty());
@@ -103,6 +111,8 @@ TEST_F(TcpSendQueue, PiecesAcrossBlocksAndPartialAcks) {
         EXPECT_EQ(v[0].payload, Bytes(all.begin() + acked, all.begin() + acked + v[0].len()));
     }
     rx_ack(base + uint32_t(all.size()));
+    EXPECT_EQ(conn_->sq_nblocks, 0u);
+    EXPECT_EQ(conn_->sq_refs, 0u);
     for (rte_mbuf* m : bufs) {
         EXPECT_EQ(rte_mbuf_refcnt_read(m), 1);
         rte_pktmbuf_free(m);
@@ -203,6 +213,8 @@ TEST_F(TcpSendQueue, ReplacedCopyBufferLivesUntilItsLastPieceIsAcked) {
         all.insert(all.end(), body.begin(), body.end());
     }
     ASSERT_GE(bufs.size(), 2u) << "4000 bytes of copies need more than one buffer";
+    EXPECT_EQ(conn_->sq_refs, 8u + unsigned(bufs.size()) - 1)
+        << "one per send_ref, and one per replaced copy buffer (its last piece's)";
     step();
     EXPECT_EQ(sent_payload(), all);
     EXPECT_EQ(rte_mbuf_refcnt_read(bufs[0]), 1) << "held by its last piece";
@@ -214,6 +226,7 @@ TEST_F(TcpSendQueue, ReplacedCopyBufferLivesUntilItsLastPieceIsAcked) {
     pack_ += uint32_t(all.size());
     rx_ack(pack_);
     EXPECT_EQ(conn_->sq_copy_m, nullptr);
+    EXPECT_EQ(conn_->sq_refs, 0u);
     EXPECT_EQ(rte_mbuf_refcnt_read(shared), 1);
     rte_pktmbuf_free(shared);
 }
