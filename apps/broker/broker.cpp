@@ -289,15 +289,15 @@ void Broker::start(Tcp& tcp, uint64_t now) {
         pack_ = engine::create_pool(name, kPackPool, int(rte_socket_id()),
                                     uint16_t(RTE_PKTMBUF_HEADROOM + kPackRoom));
         if (pack_) engine::adopt_pool(pack_);  // optional: without it, frames go to out_
-        // One client may hold a quarter of the fan-out mbufs, and a quarter of the core's
-        // send-queue pieces in its TCP queue (two a frame: header and payload). Frames
-        // waiting in its output buffer hold mbufs, not pieces: when other clients' queues
-        // have the pieces, a client that reads at full rate waits there, not cut off.
+        // One client may hold a quarter of the fan-out mbufs (the mbufs of its output buffer
+        // and those its TCP queue keeps), and a quarter of the core's send-queue blocks.
+        // Frames waiting in its output buffer hold mbufs, not pieces: when other clients'
+        // queues have the pieces, a client that reads at full rate waits there, not cut off.
         const uint32_t mbufs =
             std::min(clones_ ? clones_->size : kClonePool, out_ ? out_->size : kOutPool);
         const uint32_t pieces = tcp.sq_free_pieces();
-        frame_cap_ = mbufs / 4;
-        queued_cap_ = pieces / 8;
+        mbuf_cap_ = mbufs / 4;
+        block_cap_ = pieces / proto::TcpSqBlock::kPieces / 4;
         reserve_ = std::min({kPoolReserve, mbufs / 8, pieces / 8});
         if (clones_) engine::adopt_pool(clones_);
         if (out_) engine::adopt_pool(out_);
@@ -373,7 +373,6 @@ void Broker::free_client(Client* cl) {
     cl->pending_acks = 0;
     cl->credited = 0;
     cl->soft_since = 0;
-    cl->avg_frame = 0;
     free_.push_back(cl->sid);
 }
 
@@ -959,10 +958,10 @@ void Broker::relieve_pools() {
     Client* worst = nullptr;
     uint64_t most = 0;
     for (auto& c : clients_) {
-        if (!c->live || c->dead || !c->conn || !c->avg_frame) continue;
-        const uint64_t frames = (uint64_t(c->out.size()) + c->conn->sq_bytes) / c->avg_frame;
-        if (frames > most) {
-            most = frames;
+        if (!c->live || c->dead || !c->conn) continue;
+        const uint64_t held = holding(*c);
+        if (held > most) {
+            most = held;
             worst = c.get();
         }
     }
@@ -1045,12 +1044,6 @@ bool Broker::deliver_frame(Client& sub, Fanout& f, const std::string* pattern) {
         sub.out.put_chain(ref);
     }
     ctr_.delivered++;
-    const uint32_t frame =
-        (v.hdr
-             ? v.hdr
-             : uint32_t(f.channel.size() + f.kind.size() + (pattern ? pattern->size() : 0) + 32)) +
-        f.payload_len + 2;
-    sub.avg_frame = sub.avg_frame ? (sub.avg_frame * 7 + frame) / 8 : frame;
     mark_dirty(sub);
     check_limits(sub, now_);
     return true;
@@ -1474,17 +1467,23 @@ void Broker::kill_later(Client& cl, const char* why) {
     kills_.emplace_back(cl.sid, cl.gen);
 }
 
+uint64_t Broker::holding(const Client& cl) {
+    const TcpConn* c = cl.conn;
+    return uint64_t(cl.out.mbufs()) + (c ? c->sq_refs + (c->sq_copy_m ? 1u : 0u) : 0u);
+}
+
 // Redis's client-output-buffer-limit for pub/sub clients (networking.c
 // checkClientOutputBufferLimits): over the hard limit, or over the soft one for longer than
 // its time, the client is disconnected. What counts: the broker's pending output and what TCP
-// holds unacknowledged.
+// holds unacknowledged. Past Redis's limits, what the client holds of the core's pools (the
+// mbufs of its output buffer and its TCP queue's pieces, as they are, not estimated per
+// frame: small frames share packed mbufs and send-queue pieces, so a client lagging by many
+// of them holds few) is capped too, so that one reader cannot hold what the others need.
 void Broker::check_limits(Client& cl, uint64_t now) {
     if (!cl.conn || cl.dead || !cl.subscribed()) return;
     const uint64_t used = uint64_t(cl.out.size()) + cl.conn->sq_bytes;
     const uint64_t hard = lim_hard(), soft = lim_soft();
-    if ((hard && used >= hard) ||
-        (cl.avg_frame && (used > uint64_t(cl.avg_frame) * frame_cap_ ||
-                          cl.conn->sq_bytes > uint64_t(cl.avg_frame) * queued_cap_))) {
+    if ((hard && used >= hard) || holding(cl) > mbuf_cap_ || cl.conn->sq_nblocks > block_cap_) {
         ctr_.slow_disconnects++;
         kill_later(cl, "output above the hard limit, or holding too many frames");
     } else if (soft && used >= soft) {

@@ -114,7 +114,6 @@ class Broker {
         uint32_t pending_acks = 0;  // directory updates other cores have not acknowledged
         uint32_t credited = 0;      // unparsed bytes already given back to the receive window
         uint64_t soft_since = 0;    // TSC when the output went above the soft limit, or 0
-        uint32_t avg_frame = 0;     // bytes per message frame, averaged (check_limits)
 
         uint32_t n_subs() const { return uint32_t(subs[0].size() + subs[1].size()); }
         bool subscribed() const { return n_subs() + subs[2].size() != 0; }
@@ -222,8 +221,8 @@ class Broker {
     // short); false: the pools are low, the delivery must wait. A need no pool could ever meet
     // goes ahead (and finds out).
     bool reserve(uint32_t need);
-    // The pools are short: the client holding the most frames is disconnected as a slow
-    // consumer if it holds a sizeable share (kPoolReserve frames or more), at most one every
+    // The pools are short: the client holding the most (holding()) is disconnected as a slow
+    // consumer if it holds a sizeable share (kPoolReserve or more), at most one every
     // 100 ms. Subscribers that stopped reading, each under the output limits, would otherwise
     // keep every delivery waiting for good.
     void relieve_pools();
@@ -252,13 +251,16 @@ class Broker {
     uint64_t next_limits_check_ = 0;
     BrokerCounters ctr_;
     uint32_t window_ = 0;  // the receive window TCP offers (TcpConfig::rcv_buf)
-    // The most message frames one client may hold (a quarter of the fan-out pools), and hold in
-    // its TCP queue (a quarter of the core's send-queue pieces, two a frame): with small
-    // messages the pools would run dry long before the byte limits, and other subscribers would
-    // wait on one slow reader.
-    uint64_t frame_cap_ = UINT64_MAX;
-    uint64_t queued_cap_ = UINT64_MAX;  // ... of them in its TCP send queue (start)
-    char lower_[64];                    // the command name, lowercased
+    // What one client may hold (holding(): a quarter of the fan-out pools), and the send-queue
+    // blocks its TCP queue may hold (a quarter of the core's): otherwise, with many messages
+    // waiting, the pools could run dry before the byte limits, and other subscribers would wait
+    // on one slow reader.
+    uint64_t mbuf_cap_ = UINT64_MAX;
+    uint32_t block_cap_ = UINT32_MAX;
+    // The mbufs a client keeps from their pools: its output buffer's, and those its TCP queue
+    // holds a reference to (a payload shared with other subscribers counts for each).
+    static uint64_t holding(const Client& cl);
+    char lower_[64];  // the command name, lowercased
 };
 
 }  // namespace sluice::apps::broker

@@ -117,11 +117,13 @@ class BrokerTcp : public ::testing::Test {
     }
 
     // The broker on the server host, configured by `cfg` (its TCP settings included).
-    void start(Broker::Config cfg, uint32_t sq_blocks) {
+    // `client_rcv_buf`: the receive window the clients offer (0: TCP's default).
+    void start(Broker::Config cfg, uint32_t sq_blocks, uint32_t client_rcv_buf = 0) {
         broker_ = std::make_unique<Broker>(cfg, 0);
         S2sOptions o;
         broker_->tcp_config(o.server_tcp);
         o.server_tcp.sq_blocks = sq_blocks;
+        if (client_rcv_buf) o.client_tcp.rcv_buf = client_rcv_buf;
         pair_ = std::make_unique<TcpPair>(pool_, o);
         ASSERT_TRUE(pair_->init());
         broker_->start(pair_->stcp(), pair_->now());
@@ -217,6 +219,113 @@ TEST_F(BrokerTcp, FewSendQueuePiecesStillDeliverEverything) {
 TEST_F(BrokerTcp, FramesTcpRefusesWaitForPiecesAndGoInOrder) {
     fan_out(16, 8, 24);
     EXPECT_GT(pair_->stcp().counters().sq_full, 0u) << "the pieces never ran out";
+}
+
+// A subscriber that falls behind by more small messages than a quarter of the fan-out pools
+// has mbufs (16,383 here), but by far less than Redis's output limits (8 MiB soft, 32 MiB
+// hard), is not cut off: small frames are packed into shared mbufs and send-queue pieces, and
+// what counts against the pools is what the client holds, not one mbuf per frame. Redis keeps
+// such a subscriber too. It then catches up and gets every message, in order.
+TEST_F(BrokerTcp, SubscriberBehindByManySmallMessagesIsNotCutOff) {
+    Broker::Config cfg;
+    cfg.listen_port = kRedisPort;
+    ASSERT_NO_FATAL_FAILURE(start(cfg, 1024, 64 * 1024));
+    constexpr unsigned kMessages = 20000;  // ~1.2 MB of frames
+    constexpr unsigned kWindow = 512;
+    RespClients& cl = *clients_;
+    Tcp& ct = pair_->ctcp();
+    RespConn& sub = cl.open(ct, pair_->now());
+    ASSERT_NE(sub.conn, nullptr);
+    // It stops reading: what it receives counts against its window until consumed().
+    ct.set_manual_window(sub.conn, true);
+    cl.send(ct, sub, "*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n");
+    const std::string subscribed = "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n";
+    ASSERT_TRUE(run([&] { return sub.in.size() >= subscribed.size(); })) << pair_->report();
+    RespConn& pub = cl.open(ct, pair_->now());
+    ASSERT_NE(pub.conn, nullptr);
+    std::string want = subscribed;
+    std::vector<std::string> requests;
+    for (unsigned i = 0; i < kMessages; ++i) {
+        const std::string p = payload(i, 16);
+        requests.push_back(
+            std::string("*3\r\n").append(bulk("PUBLISH")).append(bulk("ch")).append(bulk(p)));
+        want.append("*3\r\n").append(bulk("message")).append(bulk("ch")).append(bulk(p));
+    }
+    const std::string reply = ":1\r\n";
+    unsigned queued = 0;
+    ASSERT_TRUE(run([&] {
+        while (queued < kMessages && queued - pub.in.size() / reply.size() < kWindow)
+            cl.send(ct, pub, requests[queued++]);
+        return pub.in.size() >= kMessages * reply.size();
+    })) << "replies "
+        << pub.in.size() / reply.size() << " of " << kMessages << "\n"
+        << pair_->report();
+    EXPECT_EQ(pub.in.size(), kMessages * reply.size());
+    ASSERT_FALSE(sub.closed);
+    EXPECT_EQ(broker_->counters().slow_disconnects, 0u);
+    EXPECT_LT(sub.in.size(), want.size() / 4) << "its window held most of them back";
+    // It reads again.
+    ASSERT_TRUE(run([&] {
+        if (sub.conn && sub.conn->rcv_held) ct.consumed(sub.conn, sub.conn->rcv_held);
+        return sub.in.size() >= want.size() || sub.closed;
+    })) << "subscriber "
+        << sub.in.size() << " of " << want.size() << " bytes\n"
+        << pair_->report();
+    EXPECT_FALSE(sub.closed);
+    EXPECT_TRUE(sub.in == want) << sub.in.size() << " bytes, " << want.size() << " expected";
+    EXPECT_EQ(broker_->counters().delivered, uint64_t(kMessages));
+}
+
+// The other side of the cap: a subscriber that stops reading while 1 KiB messages (queued by
+// reference, two send-queue pieces each) keep coming is cut off once its TCP queue holds more
+// than a quarter of the core's send-queue blocks (64 here), long before 8 MiB; the subscriber
+// that reads gets every message, and every mbuf comes back (TearDown).
+TEST_F(BrokerTcp, SubscriberHoldingAQuarterOfTheSendQueueIsCutOff) {
+    Broker::Config cfg;
+    cfg.listen_port = kRedisPort;
+    ASSERT_NO_FATAL_FAILURE(start(cfg, 64, 64 * 1024));
+    constexpr unsigned kMessages = 1000;
+    RespClients& cl = *clients_;
+    Tcp& ct = pair_->ctcp();
+    RespConn& stuck = cl.open(ct, pair_->now());
+    RespConn& reader = cl.open(ct, pair_->now());
+    ASSERT_NE(stuck.conn, nullptr);
+    ASSERT_NE(reader.conn, nullptr);
+    ct.set_manual_window(stuck.conn, true);
+    const std::string subscribed = "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n";
+    for (RespConn* r : {&stuck, &reader}) cl.send(ct, *r, "*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n");
+    ASSERT_TRUE(run([&] {
+        return stuck.in.size() >= subscribed.size() && reader.in.size() >= subscribed.size();
+    })) << pair_->report();
+    RespConn& pub = cl.open(ct, pair_->now());
+    ASSERT_NE(pub.conn, nullptr);
+    std::string want = subscribed;
+    std::vector<std::string> requests;
+    for (unsigned i = 0; i < kMessages; ++i) {
+        const std::string p = payload(i, 1024);
+        requests.push_back(
+            std::string("*3\r\n").append(bulk("PUBLISH")).append(bulk("ch")).append(bulk(p)));
+        want.append("*3\r\n").append(bulk("message")).append(bulk("ch")).append(bulk(p));
+    }
+    auto replies = [&] {
+        size_t n = 0;
+        for (size_t i = pub.in.find("\r\n"); i != std::string::npos; i = pub.in.find("\r\n", i + 2))
+            ++n;
+        return n;
+    };
+    unsigned queued = 0;
+    ASSERT_TRUE(run([&] {
+        while (queued < kMessages && queued - replies() < 16) cl.send(ct, pub, requests[queued++]);
+        return replies() >= kMessages && reader.in.size() >= want.size();
+    })) << "replies "
+        << replies() << " of " << kMessages << "; reader " << reader.in.size() << " of "
+        << want.size() << " bytes\n"
+        << pair_->report();
+    EXPECT_TRUE(reader.in == want);
+    EXPECT_FALSE(reader.closed);
+    EXPECT_EQ(broker_->counters().slow_disconnects, 1u);
+    ASSERT_TRUE(run([&] { return stuck.closed; })) << pair_->report();
+    EXPECT_LT(stuck.in.size(), want.size() / 2);
 }
 
 }  // namespace
