@@ -49,7 +49,9 @@ struct BrokerCounters {
 #undef SLUICE_X
 };
 
-class Broker {
+// On cache lines of its own (a heap neighbour written by another core would share its first
+// line, which check_limits reads for every delivery).
+class alignas(RTE_CACHE_LINE_SIZE) Broker {
   public:
     struct Config {
         uint16_t listen_port = 6379;
