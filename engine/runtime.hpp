@@ -544,6 +544,7 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
                 if (!w->tcp.init(tc, &w->stack, socket, tcp_secret, rte_rdtsc())) ok = false;
                 w->tcp.set_small_pool(small_pool_for(socket));
                 w->tcp.set_linear_tx(port.tx_copies());
+                w->tcp.set_sw_l4_cksum(!port.offloads().tx_l4_cksum);
                 w->rss = &sh.rss;
                 if (n_workers > 1) w->tcp.set_port_filter(&Runtime::port_on_core, w);
                 view.tcp[i] = &w->tcp.counters();

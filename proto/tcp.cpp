@@ -1941,7 +1941,7 @@ int Tcp::send(TcpConn* c, rte_mbuf* m) {
     return 0;
 }
 
-int Tcp::send_ref(TcpConn* c, rte_mbuf* m, uint32_t off, uint32_t len) {
+int Tcp::send_ref(TcpConn* c, rte_mbuf* m, uint32_t off, uint32_t len, int32_t sum) {
     if (c->state == TcpState::closed || c->state == TcpState::listen ||
         c->state == TcpState::time_wait)
         return -ENOTCONN;
@@ -1953,8 +1953,9 @@ int Tcp::send_ref(TcpConn* c, rte_mbuf* m, uint32_t off, uint32_t len) {
         c->writable_event = false;
         return -EAGAIN;
     }
+    if (sum > 0xffff) return -EINVAL;
     rte_mbuf_refcnt_update(m, 1);
-    sq_append(c, m, uint16_t(m->data_off + off), uint16_t(len), true);
+    sq_append(c, m, uint16_t(m->data_off + off), uint16_t(len), true, sum);
     c->sq_bytes += len;
     want_flush(c);
     return 0;
@@ -2020,6 +2021,7 @@ int Tcp::send_copy(TcpConn* c, const void* data, uint32_t len) {
         memcpy(rte_pktmbuf_mtod_offset(b, uint8_t*, b->data_len), p + done, n);
         if (grow) {
             last->len = uint16_t(last->len + n);
+            last->has_sum = false;
         } else {
             sq_append(c, b, uint16_t(b->data_off + b->data_len), uint16_t(n), false);
             c->sq_copy_lb = c->sq_tb;
@@ -2513,16 +2515,31 @@ bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, ui
     th->tcp_urp = 0;
     memcpy(th + 1, opts, opt_len);
     h->l4_len = hlen;
-    if (inline_copy) {
-        sq_copy(c, seq, len, rte_pktmbuf_append(h, uint16_t(len)));
-    } else if (payload) {
-        rte_mbuf* last = h;
-        last->next = payload;
-        h->nb_segs = uint16_t(1 + payload->nb_segs);
-        h->pkt_len += len;
+    if (linear && sw_l4_cksum_) {
+        // RFC 9293 3.1: the checksum over the pseudo-header, the header and the payload,
+        // summed here as the payload is copied (with the sums send_ref was given: a shared
+        // payload is not read again per connection), instead of by pmd/ afterwards.
+        uint64_t sum = uint64_t(stack_->config().ip) + c->raddr +
+                       rte_cpu_to_be_16(uint16_t(IPPROTO_TCP)) +
+                       rte_cpu_to_be_16(uint16_t(hlen + len));
+        sq_copy(c, seq, len, rte_pktmbuf_append(h, uint16_t(len)), &sum);
+        th->cksum = 0;
+        sum = sum_bytes(th, hlen, sum);
+        const uint16_t ck = uint16_t(~fold_sum(sum));
+        th->cksum = ck == 0 ? 0xffff : ck;
+        h->ol_flags &= ~RTE_MBUF_F_TX_L4_MASK;
+    } else {
+        if (inline_copy) {
+            sq_copy(c, seq, len, rte_pktmbuf_append(h, uint16_t(len)));
+        } else if (payload) {
+            rte_mbuf* last = h;
+            last->next = payload;
+            h->nb_segs = uint16_t(1 + payload->nb_segs);
+            h->pkt_len += len;
+        }
+        th->cksum =
+            pseudo_header_cksum(stack_->config().ip, c->raddr, IPPROTO_TCP, uint16_t(hlen + len));
     }
-    th->cksum =
-        pseudo_header_cksum(stack_->config().ip, c->raddr, IPPROTO_TCP, uint16_t(hlen + len));
 
     if (flags & kAck) {
         c->last_ack_sent = c->rcv_nxt;
@@ -2670,14 +2687,24 @@ rte_mbuf* Tcp::sq_clone(TcpConn* c, uint32_t seq, uint32_t len) {
 }
 
 // Copies [seq, seq + len) of the send queue to `dst` (small segments, send_segment).
-void Tcp::sq_copy(TcpConn* c, uint32_t seq, uint32_t len, char* dst) {
+void Tcp::sq_copy(TcpConn* c, uint32_t seq, uint32_t len, char* dst, uint64_t* sum) {
     uint32_t piece_seq;
     SqPos p = sq_seek(c, seq, piece_seq);
     uint32_t off = seq - piece_seq;
+    uint32_t done = 0;
     while (len && p.b) {
         const TcpSqPiece& pc = p.b->p[p.i];
         const uint32_t take = std::min(len, pc.len - off);
-        memcpy(dst, static_cast<const char*>(pc.m->buf_addr) + pc.off + off, take);
+        const char* src = static_cast<const char*>(pc.m->buf_addr) + pc.off + off;
+        memcpy(dst, src, take);
+        if (sum) {
+            // RFC 1071 2(B): a sum is byte-order independent, so bytes that land at an odd
+            // offset of the segment count byte-swapped.
+            uint16_t s = pc.has_sum && take == pc.len ? pc.sum : fold_sum(sum_bytes(src, take));
+            if (done & 1) s = uint16_t(s << 8 | s >> 8);
+            *sum += s;
+        }
+        done += take;
         dst += take;
         len -= take;
         off += take;
@@ -2694,7 +2721,7 @@ void Tcp::sq_copy(TcpConn* c, uint32_t seq, uint32_t len, char* dst) {
     }
 }
 
-bool Tcp::sq_append(TcpConn* c, rte_mbuf* m, uint16_t off, uint16_t len, bool own) {
+bool Tcp::sq_append(TcpConn* c, rte_mbuf* m, uint16_t off, uint16_t len, bool own, int32_t sum) {
     if (!c->sq_tb || c->sq_tn == TcpSqBlock::kPieces) {
         TcpSqBlock* b = sq_free_;
         if (!b) return false;  // sq_room said there was one
@@ -2711,7 +2738,7 @@ bool Tcp::sq_append(TcpConn* c, rte_mbuf* m, uint16_t off, uint16_t len, bool ow
         c->sq_tb = b;
         c->sq_tn = 0;
     }
-    c->sq_tb->p[c->sq_tn++] = {m, off, len, own};
+    c->sq_tb->p[c->sq_tn++] = {m, off, len, own, sum >= 0, uint16_t(sum >= 0 ? sum : 0)};
     c->sq_refs += own;
     return true;
 }
@@ -2727,6 +2754,7 @@ void Tcp::sq_acked(TcpConn* c, uint32_t bytes) {
         if (bytes < pc.len) {
             pc.off = uint16_t(pc.off + bytes);
             pc.len = uint16_t(pc.len - bytes);
+            pc.has_sum = false;  // it was the sum of all of them
             break;
         }
         bytes -= pc.len;

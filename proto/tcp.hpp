@@ -144,12 +144,18 @@ struct TcpOooSeg {
 // holds one reference to m, dropped when its bytes are acknowledged. The pieces in send_copy's
 // buffer hold none: the queue holds one for the buffer, and hands it to the buffer's last piece
 // when it moves on to a fresh buffer (pieces are acknowledged in order, so that one goes last).
+// `sum`, when has_sum: the 16-bit one's-complement sum of the piece's bytes (fold_sum of
+// sum_bytes), given by the app that queued it (Tcp::send_ref): a payload many connections
+// share is summed once, and the segments built over it in software use the sum.
 struct TcpSqPiece {
     rte_mbuf* m;
     uint16_t off;
     uint16_t len;
     bool own;
+    bool has_sum;
+    uint16_t sum;
 };
+static_assert(sizeof(TcpSqPiece) == 16);
 
 // Send queues are arrays of pieces in blocks from a per-core pool (Tcp::init), linked in
 // order: acknowledging, seeking and copying walk an array, not a chain of mbufs whose
@@ -341,6 +347,12 @@ class Tcp {
     // hands the mbufs over as they are.
     void set_linear_tx(bool on);
     bool linear_tx() const { return linear_max_ != 0; }
+    // The port does not compute TCP checksums (no offload): a segment built whole
+    // (set_linear_tx) gets its checksum here, summed as its payload is copied in, from the
+    // sums send_ref was given where there are some, and leaves without the offload request,
+    // so that pmd/ does not read it again. Other segments keep the offload contract.
+    void set_sw_l4_cksum(bool on) { sw_l4_cksum_ = on; }
+    bool sw_l4_cksum() const { return sw_l4_cksum_; }
 
     // --- API -----------------------------------------------------------------------------
     // Passive open on `port` (host order). Returns 0, or -EADDRINUSE / -ENOSPC.
@@ -359,8 +371,11 @@ class Tcp {
     // acknowledged. The caller keeps its own reference and must not change those bytes.
     // Many connections can queue one buffer so, with no mbuf per reference (a broker's
     // fan-out). Returns 0, or -EAGAIN (above snd_buf, or no send-queue block left; then
-    // on_tcp_writable follows), -EINVAL, -ENOTCONN / -EPIPE.
-    int send_ref(TcpConn* c, rte_mbuf* m, uint32_t off, uint32_t len);
+    // on_tcp_writable follows), -EINVAL, -ENOTCONN / -EPIPE. `sum` (0..0xffff), when the
+    // caller knows it: the bytes' 16-bit one's-complement sum (proto::fold_sum of sum_bytes),
+    // which a segment checksummed in software (sw_l4_cksum) uses instead of reading them
+    // again; -1: not known.
+    int send_ref(TcpConn* c, rte_mbuf* m, uint32_t off, uint32_t len, int32_t sum = -1);
     // Copies `len` bytes into the connection's send buffer mbufs and queues them. Returns the
     // bytes taken (maybe fewer than len: send space or mbufs), or a negative errno.
     int send_copy(TcpConn* c, const void* data, uint32_t len);
@@ -538,11 +553,14 @@ class Tcp {
                (n - tail + TcpSqBlock::kPieces - 1) / TcpSqBlock::kPieces <= sq_free_n_;
     }
     // sq_room checked; `own`: the piece holds a reference to m (TcpSqPiece).
-    bool sq_append(TcpConn* c, rte_mbuf* m, uint16_t off, uint16_t len, bool own);
+    bool sq_append(TcpConn* c, rte_mbuf* m, uint16_t off, uint16_t len, bool own, int32_t sum = -1);
     void sq_release(TcpConn* c);  // drops every piece and the copy buffer
     void sq_acked(TcpConn* c, uint32_t bytes);
     rte_mbuf* sq_clone(TcpConn* c, uint32_t seq, uint32_t len);
-    void sq_copy(TcpConn* c, uint32_t seq, uint32_t len, char* dst);
+    // Copies [seq, seq + len) of the queue to dst; with `sum`, adds the bytes' sum to it (as
+    // the payload of a segment that starts at seq: a piece at an odd offset byte-swapped),
+    // from the pieces' own sums where they are whole and have one.
+    void sq_copy(TcpConn* c, uint32_t seq, uint32_t len, char* dst, uint64_t* sum = nullptr);
     SqPos sq_seek(TcpConn* c, uint32_t seq, uint32_t& piece_seq);
     static constexpr uint32_t kInlinePayload = 128;
     // The most send-queue pieces one segment gathers by reference: NICs cap the gather list
@@ -573,6 +591,7 @@ class Tcp {
     rte_mempool* pool_ = nullptr;
     rte_mempool* small_ = nullptr;
     uint32_t small_room_ = 0;
+    bool sw_l4_cksum_ = false;
     uint32_t linear_max_ = 0;  // set_linear_tx: payloads up to this many bytes are copied whole
     rte_mempool* hdr_pool() const { return small_ ? small_ : pool_; }
     TcpConn* last_ = nullptr;  // lookup's one-entry cache

@@ -231,5 +231,86 @@ TEST_F(TcpSendQueue, ReplacedCopyBufferLivesUntilItsLastPieceIsAcked) {
     rte_pktmbuf_free(shared);
 }
 
+// Segments built whole for a port without TCP checksum offload (set_linear_tx and
+// set_sw_l4_cksum, as the engine sets them for net_memif): TCP sums each as it copies the
+// payload in, using the sums send_ref was given for whole pieces (a piece at an odd offset
+// byte-swapped, a piece cut by the segment's end summed from its bytes), and the segment
+// leaves without the offload request. The fixture's TX stage then verifies every checksum.
+TEST_F(TcpSendQueue, SoftwareChecksumUsesTheSumsSendRefWasGiven) {
+    proto::TcpConfig cfg = tcp_config();
+    cfg.tlp = false;
+    start_tcp(cfg);
+    tcp().set_linear_tx(true);
+    tcp().set_sw_l4_cksum(true);
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    tcp().set_nodelay(conn_, true);
+    const Bytes body = pattern(1000, 7);
+    rte_mbuf* shared = buffer(body);
+    ASSERT_NE(shared, nullptr);
+    auto sum_of = [&](size_t off, size_t len) {
+        return int32_t(proto::fold_sum(proto::sum_bytes(body.data() + off, len)));
+    };
+    // The TCP segments waiting in the TX batch that TCP summed itself (no offload request):
+    // each built whole, its checksum (pseudo-header, header, payload) right, or wrong when
+    // `right` is false. Segments not built whole keep the offload request, as before.
+    auto check_batch = [&](bool right) {
+        proto::TxBatch& tx = stack().tx();
+        unsigned n = 0;
+        for (uint16_t i = 0; i < tx.size(); ++i) {
+            rte_mbuf* m = tx.data()[i];
+            const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, m->l2_len);
+            if (ip->next_proto_id != IPPROTO_TCP || (m->ol_flags & RTE_MBUF_F_TX_L4_MASK)) continue;
+            ++n;
+            const uint16_t l4_len = uint16_t(rte_be_to_cpu_16(ip->total_length) - m->l3_len);
+            EXPECT_EQ(m->nb_segs, 1) << "built whole";
+            EXPECT_EQ(
+                proto::l4_checksum_ok(
+                    ip, rte_pktmbuf_mtod_offset(m, const void*, m->l2_len + m->l3_len), l4_len),
+                right);
+        }
+        return n;
+    };
+    const Bytes h1 = pattern(21, 1), h2 = pattern(3, 2);
+    Bytes all;
+    ASSERT_EQ(tcp().send_copy(conn_, h1.data(), 21), 21);
+    ASSERT_EQ(tcp().send_ref(conn_, shared, 0, 1000, sum_of(0, 1000)), 0);  // at offset 21
+    ASSERT_EQ(tcp().send_copy(conn_, h2.data(), 3), 3);
+    ASSERT_EQ(tcp().send_ref(conn_, shared, 100, 500, sum_of(100, 500)), 0);  // cut by the MSS
+    for (const Bytes* b : {&h1, &body}) all.insert(all.end(), b->begin(), b->end());
+    all.insert(all.end(), h2.begin(), h2.end());
+    all.insert(all.end(), body.begin() + 100, body.begin() + 600);
+    EXPECT_EQ(tcp().send_ref(conn_, shared, 0, 10, 0x10000), -EINVAL) << "not a 16-bit sum";
+    tcp().flush(now_);
+    EXPECT_EQ(check_batch(true), 1u) << "the full segment; the 76 bytes after it are one piece";
+    EXPECT_EQ(tctr().tx_linear, 1u);
+    EXPECT_EQ(sent_payload(), all);
+    // A partial ACK into the 1000-byte piece: its sum no longer covers what is queued of it;
+    // the timeout's retransmission is summed from the bytes (the fixture verifies it).
+    const uint32_t base = pack_;
+    rx_ack(base + 500);
+    tx_segs();
+    advance(1000);
+    auto v = tx_segs();
+    ASSERT_FALSE(v.empty());
+    EXPECT_EQ(v[0].seq, base + 500);
+    EXPECT_EQ(v[0].payload, Bytes(all.begin() + 500, all.begin() + 500 + v[0].len()));
+    pack_ = base + uint32_t(all.size());
+    rx_ack(pack_);
+    tx_segs();
+    // The sum given is what counts: a wrong one makes a wrong checksum (nothing reads the
+    // bytes again). That segment is dropped here, not sent.
+    ASSERT_EQ(tcp().send_copy(conn_, h1.data(), 21), 21);
+    ASSERT_EQ(tcp().send_ref(conn_, shared, 0, 1000, sum_of(0, 1000) ^ 0x0101), 0);
+    tcp().flush(now_);
+    EXPECT_EQ(check_batch(false), 1u);
+    stack().tx().free_all();
+    stack().tx().clear();
+    pack_ += 1021;
+    rx_ack(pack_);
+    tx_segs();
+    EXPECT_EQ(rte_mbuf_refcnt_read(shared), 1);
+    rte_pktmbuf_free(shared);
+}
+
 }  // namespace
 }  // namespace sluice::test
