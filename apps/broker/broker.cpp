@@ -777,6 +777,23 @@ struct Broker::Fanout {
         payload_len = len;
         copy = copy_it;
     }
+    // The 16-bit sum of a payload segment's bytes (proto::fold_sum of sum_bytes), for
+    // Tcp::send_ref: summed once per message, not per subscriber, the first kSums segments.
+    static constexpr unsigned kSums = 4;
+    const rte_mbuf* sum_seg[kSums] = {};
+    uint16_t sums[kSums] = {};
+    int32_t seg_sum(const rte_mbuf* seg) {
+        for (unsigned i = 0; i < kSums; ++i) {
+            if (sum_seg[i] == seg) return sums[i];
+            if (!sum_seg[i]) {
+                sum_seg[i] = seg;
+                sums[i] = proto::fold_sum(
+                    proto::sum_bytes(rte_pktmbuf_mtod(seg, const void*), seg->data_len));
+                return sums[i];
+            }
+        }
+        return -1;
+    }
     // The payload as an mbuf chain ending in its CRLF; nullptr when out of mbufs.
     rte_mbuf* payload_mbuf() {
         if (payload || !src) return payload;
@@ -1019,7 +1036,8 @@ bool Broker::deliver_frame(Client& sub, Fanout& f, const std::string* pattern) {
         const int n = tcp_->send_copy(sub.conn, v.bytes, v.len);
         hdr_done = n > 0 ? uint32_t(n) : 0;
         if (hdr_done == v.len)
-            while (rest && tcp_->send_ref(sub.conn, rest, 0, rest->data_len) == 0)
+            while (rest && tcp_->send_ref(sub.conn, rest, 0, rest->data_len,
+                                          tcp_->sw_l4_cksum() ? f.seg_sum(rest) : -1) == 0)
                 rest = rest->next;
     }
     bool ok = true;
