@@ -93,6 +93,19 @@ std::string payload(unsigned i, size_t size) {
     return p;
 }
 
+// n PUBLISH requests on "ch" of payload(i, size), and `want` extended by the message frames a
+// subscriber of "ch" gets for them.
+std::vector<std::string> publishes(unsigned n, size_t size, std::string& want) {
+    std::vector<std::string> requests;
+    for (unsigned i = 0; i < n; ++i) {
+        const std::string p = payload(i, size);
+        requests.push_back(
+            std::string("*3\r\n").append(bulk("PUBLISH")).append(bulk("ch")).append(bulk(p)));
+        want.append("*3\r\n").append(bulk("message")).append(bulk("ch")).append(bulk(p));
+    }
+    return requests;
+}
+
 constexpr unsigned kTestPool = 16383;
 
 class BrokerTcp : public ::testing::Test {
@@ -174,14 +187,9 @@ class BrokerTcp : public ::testing::Test {
         RespConn& pub = cl.open(ct, pair_->now());
         ASSERT_NE(pub.conn, nullptr);
         std::string want = subscribed, replies;
-        std::vector<std::string> requests;
-        for (unsigned i = 0; i < kMessages; ++i) {
-            const std::string p = payload(i, kSize);
-            requests.push_back(
-                std::string("*3\r\n").append(bulk("PUBLISH")).append(bulk("ch")).append(bulk(p)));
-            want.append("*3\r\n").append(bulk("message")).append(bulk("ch")).append(bulk(p));
+        const std::vector<std::string> requests = publishes(kMessages, kSize, want);
+        for (unsigned i = 0; i < kMessages; ++i)
             replies.append(":").append(std::to_string(kSubs)).append("\r\n");
-        }
         const size_t reply_len = replies.size() / kMessages;
         unsigned queued = 0;
         const bool done = run([&] {
@@ -260,13 +268,7 @@ TEST_F(BrokerTcp, SubscriberBehindByManySmallMessagesIsNotCutOff) {
     RespConn& pub = cl.open(ct, pair_->now());
     ASSERT_NE(pub.conn, nullptr);
     std::string want = subscribed;
-    std::vector<std::string> requests;
-    for (unsigned i = 0; i < kMessages; ++i) {
-        const std::string p = payload(i, 16);
-        requests.push_back(
-            std::string("*3\r\n").append(bulk("PUBLISH")).append(bulk("ch")).append(bulk(p)));
-        want.append("*3\r\n").append(bulk("message")).append(bulk("ch")).append(bulk(p));
-    }
+    const std::vector<std::string> requests = publishes(kMessages, 16, want);
     const std::string reply = ":1\r\n";
     unsigned queued = 0;
     ASSERT_TRUE(run([&] {
@@ -316,13 +318,7 @@ TEST_F(BrokerTcp, SubscriberHoldingAQuarterOfTheSendQueueIsCutOff) {
     RespConn& pub = cl.open(ct, pair_->now());
     ASSERT_NE(pub.conn, nullptr);
     std::string want = subscribed;
-    std::vector<std::string> requests;
-    for (unsigned i = 0; i < kMessages; ++i) {
-        const std::string p = payload(i, 1024);
-        requests.push_back(
-            std::string("*3\r\n").append(bulk("PUBLISH")).append(bulk("ch")).append(bulk(p)));
-        want.append("*3\r\n").append(bulk("message")).append(bulk("ch")).append(bulk(p));
-    }
+    const std::vector<std::string> requests = publishes(kMessages, 1024, want);
     auto replies = [&] {
         size_t n = 0;
         for (size_t i = pub.in.find("\r\n"); i != std::string::npos; i = pub.in.find("\r\n", i + 2))
