@@ -1946,14 +1946,13 @@ int Tcp::send_ref(TcpConn* c, rte_mbuf* m, uint32_t off, uint32_t len, int32_t s
         c->state == TcpState::time_wait)
         return -ENOTCONN;
     if (c->fin_queued) return -EPIPE;
-    if (!m || len == 0 || uint64_t(off) + len > m->data_len) return -EINVAL;
+    if (!m || len == 0 || uint64_t(off) + len > m->data_len || sum > 0xffff) return -EINVAL;
     if (c->sq_bytes >= cfg_.snd_buf || !sq_room(c, 1)) {
         if (c->sq_bytes < cfg_.snd_buf) ctr_.sq_full++;
         c->want_writable = true;
         c->writable_event = false;
         return -EAGAIN;
     }
-    if (sum > 0xffff) return -EINVAL;
     rte_mbuf_refcnt_update(m, 1);
     sq_append(c, m, uint16_t(m->data_off + off), uint16_t(len), true, sum);
     c->sq_bytes += len;

@@ -1493,17 +1493,18 @@ uint64_t Broker::holding(const Client& cl) {
 // Redis's client-output-buffer-limit for pub/sub clients (networking.c
 // checkClientOutputBufferLimits): over the hard limit, or over the soft one for longer than
 // its time, the client is disconnected. What counts: the broker's pending output and what TCP
-// holds unacknowledged. Past Redis's limits, what the client holds of the core's pools (the
-// mbufs of its output buffer and its TCP queue's pieces, as they are, not estimated per
-// frame: small frames share packed mbufs and send-queue pieces, so a client lagging by many
-// of them holds few) is capped too, so that one reader cannot hold what the others need.
+// holds unacknowledged. Besides Redis's limits, what the client holds of the core's pools
+// (holding(): the mbufs of its output buffer and those its TCP queue references, counted as
+// they are, not estimated per frame: small frames share packed mbufs and send-queue pieces,
+// so a client lagging by many of them holds few; and its queue's send-queue blocks) is capped
+// too, so that one reader cannot hold what the others need.
 void Broker::check_limits(Client& cl, uint64_t now) {
     if (!cl.conn || cl.dead || !cl.subscribed()) return;
     const uint64_t used = uint64_t(cl.out.size()) + cl.conn->sq_bytes;
     const uint64_t hard = lim_hard(), soft = lim_soft();
     if ((hard && used >= hard) || holding(cl) > mbuf_cap_ || cl.conn->sq_nblocks > block_cap_) {
         ctr_.slow_disconnects++;
-        kill_later(cl, "output above the hard limit, or holding too many frames");
+        kill_later(cl, "output above the hard limit, or holding too much of the pools");
     } else if (soft && used >= soft) {
         if (!cl.soft_since) {
             cl.soft_since = now ? now : 1;
