@@ -1,5 +1,8 @@
 // TCP connection establishment (RFC 9293 3.5, 3.10.7.2, 3.10.7.3), SYN retransmission
 // (RFC 6298 5, RFC 1122 4.2.3.5), simultaneous open, SYN cookies.
+#include <memory>
+
+#include "engine/soft_rss.hpp"
 #include "tests/unit/tcp_fixture.hpp"
 
 namespace sluice::test {
@@ -9,6 +12,53 @@ using proto::TcpCloseReason;
 using proto::TcpState;
 
 class TcpHandshake : public TcpTest {};
+
+// Per core (the RSS rule): with several workers, an active open takes a source port
+// whose flow the symmetric RSS (engine::SoftRss, the port's RSS key) sends back to the
+// connecting core, so the peer's replies arrive where the connection lives. The engine installs
+// that as the TCP's port filter (Runtime::port_on_core); here the same filter for core 1 of 2.
+// Each chosen port's reply, hashed as the receive path hashes a packet, lands on core 1; with
+// no filter half of the ports would not.
+TEST_F(TcpHandshake, ActiveOpenPicksAPortWhoseRepliesComeBackToItsCore) {
+    struct Ctx {
+        engine::SoftRss rss;
+        uint16_t core = 1;
+    };
+    auto ctx = std::make_unique<Ctx>();
+    ctx->rss.init(2);
+    tcp().set_port_filter(
+        [](void* c, rte_be32_t l, rte_be32_t r, rte_be16_t lp, rte_be16_t rp) {
+            const Ctx& x = *static_cast<const Ctx*>(c);
+            return x.rss.target(r, l, rp, lp) == x.core;
+        },
+        ctx.get());
+    unsigned consecutive = 0;
+    uint16_t prev = 0;
+    for (int i = 0; i < 16; ++i) {
+        proto::TcpConn* c = tcp().connect(rte_cpu_to_be_32(kPeerIp), kPeerPort, now_);
+        ASSERT_NE(c, nullptr);
+        const uint16_t lport = rte_be_to_cpu_16(c->lport);
+        EXPECT_GE(lport, 49152) << "RFC 6335 6: the dynamic range";
+        consecutive += prev && lport == prev + 1;
+        prev = lport;
+        TcpHdr h;
+        h.sport = kPeerPort;
+        h.dport = lport;
+        h.seq = kPeerIsn;
+        h.ack = 1;
+        h.flags = kTcpSyn | kTcpAck;
+        h.wnd = 65535;
+        rte_mbuf* reply =
+            to_mbuf(unit_pool(),
+                    eth_from_peer(ipv4(peer_ip4(kProtoTcp), test::tcp(kPeerIp, kOurIp, h, {}))));
+        ASSERT_NE(reply, nullptr);
+        EXPECT_EQ(ctx->rss.target(reply), 1) << "port " << lport;
+        rte_pktmbuf_free(reply);
+    }
+    EXPECT_LT(consecutive, 15u) << "the filter skipped the ports that land elsewhere";
+    EXPECT_EQ(tctr().active_opens, 16u);
+    tx_segs();
+}
 
 // RFC 9293 3.10.7.2: a SYN to a listener is answered <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>, with
 // the options the peer offered (RFC 7323 1.3, RFC 2018 2): MSS, SACK-permitted, TS echoing the
