@@ -33,6 +33,7 @@ namespace sluice::apps::broker {
     X(commands, "commands executed")                                              \
     X(published, "PUBLISH and SPUBLISH executed")                                 \
     X(delivered, "message frames queued to subscribers")                          \
+    X(batched, "messages delivered in a run of PUBLISHes (Broker::Batch)")        \
     X(remote_out, "published messages handed to other cores")                     \
     X(remote_in, "published messages taken from other cores")                     \
     X(protocol_errors, "requests that broke RESP (answered, connection closed)")  \
@@ -150,6 +151,14 @@ class alignas(RTE_CACHE_LINE_SIZE) Broker {
     // Whether a frame of `bytes` may go straight into the client's TCP send queue: nothing
     // of its output waits ahead of it.
     bool direct(const Client& cl, uint32_t bytes) const;
+    // A run of small PUBLISHes to one channel, delivered together (broker.cpp).
+    struct Batch;
+    // Takes a PUBLISH of `msg` on (k, channel) into the run (ending the run before it when it
+    // is for another channel or full); false: it cannot join one (too long), the caller
+    // delivers it, after flush_batch().
+    bool batch_add(Kind k, std::string_view channel, const Arg& msg);
+    // Delivers the run to this core's subscribers, if there is one.
+    void flush_batch();
     // Fan-out on this core; returns deliveries made.
     uint32_t deliver_local(Kind k, std::string_view channel, rte_mbuf* payload,
                            uint32_t payload_len, int from);
@@ -201,6 +210,7 @@ class alignas(RTE_CACHE_LINE_SIZE) Broker {
     rte_mempool* out_ = nullptr;
     rte_mempool* pack_ = nullptr;  // copied frames packed MSS-sized (OutBuf::put_frame)
     Topics topics_;
+    std::unique_ptr<Batch> batch_;  // the run of PUBLISHes being gathered (flush_batch)
     std::vector<std::unique_ptr<Client>> clients_;  // by SubId
     std::vector<SubId> free_;
     std::vector<SubId> dirty_;

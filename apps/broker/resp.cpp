@@ -674,6 +674,37 @@ bool OutBuf::put_frame_fresh(const void* data, uint32_t len) {
     return true;
 }
 
+bool OutBuf::put_packed_fresh(const void* data, uint32_t len) {
+    if (len == 0) return true;
+    if (uint64_t(size_) + len > UINT32_MAX) return false;
+    constexpr uint32_t kMaxFresh = 32;
+    const uint32_t avail = tail_own_ ? rte_pktmbuf_tailroom(tail_) : 0;
+    const uint32_t n = pack_room_ ? (len - avail + pack_room_ - 1) / pack_room_ : 0;
+    rte_mbuf* fresh[kMaxFresh];
+    if (!pack_ || avail >= len || n > kMaxFresh || rte_pktmbuf_alloc_bulk(pack_, fresh, n) != 0)
+        return put(data, len);  // small mbufs still work
+    const char* src = static_cast<const char*>(data);
+    if (avail) {
+        append_tail(src, avail);
+        src += avail;
+        len -= avail;
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+        if (tail_)
+            tail_->next = fresh[i];
+        else
+            head_ = fresh[i];
+        tail_ = fresh[i];
+        tail_own_ = true;
+        segs_++;
+        const uint32_t part = std::min(len, pack_room_);
+        append_tail(src, part);
+        src += part;
+        len -= part;
+    }
+    return true;
+}
+
 void OutBuf::clear() {
     if (head_) rte_pktmbuf_free(head_);
     head_ = tail_ = nullptr;

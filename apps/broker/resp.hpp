@@ -197,6 +197,16 @@ class OutBuf {
         }
         return put_frame_fresh(data, len);
     }
+    // Copies a run of frames, split anywhere: what fits into the tail mbuf, the rest into
+    // fresh mbufs of the pack pool, filled; without them as put(). All or nothing.
+    bool put_packed(const void* data, uint32_t len) {
+        if (tail_own_ && len <= rte_pktmbuf_tailroom(tail_) &&
+            uint64_t(size_) + len <= UINT32_MAX) {
+            append_tail(data, len);
+            return true;
+        }
+        return put_packed_fresh(data, len);
+    }
     void put_chain(rte_mbuf* m);  // appends a chain by reference (takes ownership)
     // Puts a chain that take() or take_front() gave back in front (TCP refused it: kept for
     // the next try, ahead of everything since).
@@ -234,6 +244,7 @@ class OutBuf {
         size_ += len;
     }
     bool put_frame_fresh(const void* data, uint32_t len);
+    bool put_packed_fresh(const void* data, uint32_t len);
 
     rte_mempool* pool_ = nullptr;
     uint32_t room_ = 0;  // data room of a fresh mbuf of pool_ (after the headroom)

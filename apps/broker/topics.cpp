@@ -94,16 +94,18 @@ bool Topics::unsubscribe(Kind k, std::string_view name, SubId s) {
     return true;
 }
 
-uint32_t Topics::local_count(Kind k, std::string_view channel) const {
+uint32_t Topics::local_count(Kind k, std::string_view channel, uint32_t* by_pattern) const {
+    if (by_pattern) *by_pattern = 0;
     if (k == Kind::pattern) return 0;
-    uint32_t n = 0;
+    uint32_t n = 0, np = 0;
     const NameMap<Subs>& m = local_map(k);
     if (auto it = m.find(channel); it != m.end()) n += static_cast<uint32_t>(it->second.ids.size());
     if (k == Kind::channel) {
         for (const PatternSubs& p : patterns_)
-            if (glob_match(p.pattern, channel)) n += static_cast<uint32_t>(p.subs.ids.size());
+            if (glob_match(p.pattern, channel)) np += static_cast<uint32_t>(p.subs.ids.size());
     }
-    return n;
+    if (by_pattern) *by_pattern = np;
+    return n + np;
 }
 
 bool Topics::update(Remote& r, unsigned c, int delta) {

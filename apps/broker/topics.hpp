@@ -69,8 +69,9 @@ class Topics {
     // would change under it): the broker defers subscription changes to after the delivery.
     template <class F>
     uint32_t deliver(Kind k, std::string_view channel, F&& f) const;
-    // The number of calls deliver() would make.
-    uint32_t local_count(Kind k, std::string_view channel) const;
+    // The number of calls deliver() would make; `by_pattern`, when given, gets how many of
+    // them are for patterns.
+    uint32_t local_count(Kind k, std::string_view channel, uint32_t* by_pattern = nullptr) const;
 
     // ---- the directory of the other cores ---------------------------------------------------
     // Core `c` gained (delta > 0) or lost (delta < 0) `delta` subscribers to `name` of kind `k`.

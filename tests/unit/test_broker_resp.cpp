@@ -1195,6 +1195,89 @@ TEST(RespOutBuf, PutFramePacksWholeFramesIntoPackMbufs) {
     EXPECT_TRUE(pool_full());
 }
 
+// put_packed copies a run of frames split anywhere: the tail's room first, then pack mbufs
+// filled to their room, all or nothing; without pack mbufs (dry, or more than it takes at
+// once) as put().
+TEST(RespOutBuf, PutPackedFillsTheTailThenWholePackMbufs) {
+    rte_mempool* pack =
+        rte_pktmbuf_pool_create("ut_pack2", 40, 0, 0, uint16_t(RTE_PKTMBUF_HEADROOM + 100), 0);
+    ASSERT_NE(pack, nullptr);
+    auto bytes = [](size_t n, char c) {
+        std::string r;
+        for (size_t i = 0; i < n; ++i) r += char(c + i % 7);
+        return r;
+    };
+    auto pack_lens = [&](const rte_mbuf* m) {
+        std::vector<uint16_t> lens;
+        for (const rte_mbuf* x = m; x; x = x->next)
+            lens.push_back(x->pool == pack ? x->data_len : uint16_t(10000 + x->data_len));
+        return lens;
+    };
+    {
+        OutBuf ob(unit_pool());
+        ob.set_pack_pool(pack);
+        // Into an empty buffer: 250 bytes over three pack mbufs.
+        std::string want = bytes(250, 'a');
+        ASSERT_TRUE(ob.put_packed(want.data(), uint32_t(want.size())));
+        EXPECT_EQ(rte_mempool_avail_count(pack), 37u);
+        // 50 bytes of the last one's room left: 30 fit whole, then 70 = 50 there + 20 fresh.
+        const std::string b = bytes(30, 'b'), c = bytes(70, 'c');
+        ASSERT_TRUE(ob.put_packed(b.data(), uint32_t(b.size())));
+        ASSERT_TRUE(ob.put_packed(c.data(), uint32_t(c.size())));
+        want += b + c;
+        EXPECT_EQ(ob.size(), want.size());
+        EXPECT_EQ(ob.mbufs(), 4u);
+        rte_mbuf* m = ob.take();
+        EXPECT_EQ(pack_lens(m), (std::vector<uint16_t>{100, 100, 100, 50}));
+        EXPECT_EQ(flatten(m), want);
+        rte_pktmbuf_free(m);
+
+        // After a reply in a plain mbuf: its room first (room() bytes), then pack mbufs.
+        ASSERT_TRUE(ob.simple("R"));
+        const std::string d = bytes(room() - 4 + 120, 'd');
+        ASSERT_TRUE(ob.put_packed(d.data(), uint32_t(d.size())));
+        m = ob.take();
+        EXPECT_EQ(pack_lens(m), (std::vector<uint16_t>{uint16_t(10000 + room()), 100, 20}));
+        EXPECT_EQ(flatten(m), "+R\r\n" + d);
+        rte_pktmbuf_free(m);
+        EXPECT_EQ(rte_mempool_avail_count(pack), 40u);
+
+        // More than 32 pack mbufs at once, or the pack pool short: plain mbufs.
+        const std::string big = bytes(3300, 'e'), mid = bytes(450, 'f');
+        ASSERT_TRUE(ob.put_packed(big.data(), uint32_t(big.size())));
+        m = ob.take();
+        for (rte_mbuf* x = m; x; x = x->next) EXPECT_NE(x->pool, pack);
+        EXPECT_EQ(flatten(m), big);
+        rte_pktmbuf_free(m);
+        rte_mbuf* hold[36];
+        ASSERT_EQ(rte_pktmbuf_alloc_bulk(pack, hold, 36), 0);  // 4 left, 5 needed
+        ASSERT_TRUE(ob.put_packed(mid.data(), uint32_t(mid.size())));
+        EXPECT_EQ(rte_mempool_avail_count(pack), 4u) << "all or nothing";
+        m = ob.take();
+        for (rte_mbuf* x = m; x; x = x->next) EXPECT_NE(x->pool, pack);
+        EXPECT_EQ(flatten(m), mid);
+        rte_pktmbuf_free(m);
+        rte_pktmbuf_free_bulk(hold, 36);
+
+        // Neither pool has the mbufs: false, nothing added.
+        ASSERT_TRUE(ob.simple("S"));
+        rte_mbuf* all[40];
+        ASSERT_EQ(rte_pktmbuf_alloc_bulk(pack, all, 40), 0);
+        const std::string over = bytes(room() + 50, 'g');
+        {
+            Drain dr(0);
+            EXPECT_FALSE(ob.put_packed(over.data(), uint32_t(over.size())));
+            EXPECT_EQ(ob.size(), 4u);
+            EXPECT_EQ(ob.mbufs(), 1u);
+        }
+        rte_pktmbuf_free_bulk(all, 40);
+        ob.clear();
+    }
+    EXPECT_EQ(rte_mempool_avail_count(pack), 40u);
+    rte_mempool_free(pack);
+    EXPECT_TRUE(pool_full());
+}
+
 TEST(RespOutBuf, TakeFrontLeavesTheRest) {
     OutBuf ob(unit_pool());
     EXPECT_EQ(ob.take(), nullptr);

@@ -340,5 +340,102 @@ TEST_F(BrokerTcp, SubscriberHoldingAQuarterOfTheSendQueueIsCutOff) {
     EXPECT_LT(stuck.in.size(), want.size() / 2);
 }
 
+// Runs of small PUBLISHes pipelined in one stream are delivered together (Broker::Batch):
+// each subscriber must still get exactly what the PUBLISHes one by one give it, in order.
+// The runs end at a change of channel, at a channel a pattern matches (message and pmessage
+// interleave per message), while the publisher itself is subscribed (its pushes come before
+// each reply), and before any other command; RESP2 and RESP3 subscribers get their own frames.
+TEST_F(BrokerTcp, RunsOfSmallPublishesGiveEachSubscriberWhatOneByOneWould) {
+    Broker::Config cfg;
+    cfg.listen_port = kRedisPort;
+    ASSERT_NO_FATAL_FAILURE(start(cfg, 1024));
+    RespClients& cl = *clients_;
+    Tcp& ct = pair_->ctcp();
+    RespConn& s2 = cl.open(ct, pair_->now());
+    RespConn& s3 = cl.open(ct, pair_->now());
+    RespConn& sp = cl.open(ct, pair_->now());
+    RespConn& pub = cl.open(ct, pair_->now());
+    for (RespConn* r : {&s2, &s3, &sp, &pub}) ASSERT_NE(r->conn, nullptr);
+    auto cmd = [](std::initializer_list<std::string> args) {
+        std::string r = "*";
+        r.append(std::to_string(args.size())).append("\r\n");
+        for (const std::string& a : args) r += bulk(a);
+        return r;
+    };
+    auto ends_with = [](const std::string& s, const std::string& tail) {
+        return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+    };
+    cl.send(ct, s2, cmd({"SUBSCRIBE", "a", "b"}));
+    cl.send(ct, s3, cmd({"HELLO", "3"}) + cmd({"SUBSCRIBE", "a"}));
+    cl.send(ct, sp, cmd({"SUBSCRIBE", "c1"}) + cmd({"PSUBSCRIBE", "c*"}));
+    cl.send(ct, pub, cmd({"HELLO", "3"}) + cmd({"PING"}));
+    ASSERT_TRUE(run([&] {
+        return ends_with(s2.in, "$1\r\nb\r\n:2\r\n") && ends_with(s3.in, "$1\r\na\r\n:1\r\n") &&
+               ends_with(sp.in, "$2\r\nc*\r\n:2\r\n") && ends_with(pub.in, "+PONG\r\n");
+    })) << pair_->report();
+    const size_t base2 = s2.in.size(), base3 = s3.in.size(), basep = sp.in.size(),
+                 basepub = pub.in.size();
+
+    auto frame = [](const char* head, std::initializer_list<std::string> parts) {
+        std::string r = head;
+        for (const std::string& x : parts) r += bulk(x);
+        return r;
+    };
+    std::string req, want2, want3, wantp, wantpub;
+    unsigned next = 0;
+    // PUBLISH on `ch` of the next n payloads; `subscribed`: the publisher gets them too.
+    auto publish = [&](const std::string& ch, unsigned n, bool subscribed = false) {
+        for (unsigned i = 0; i < n; ++i) {
+            const std::string p = payload(next++, 16);
+            req += cmd({"PUBLISH", ch, p});
+            unsigned count = 0;
+            if (ch == "a" || ch == "b") {
+                want2 += frame("*3\r\n", {"message", ch, p});
+                ++count;
+            }
+            if (ch == "a") {
+                want3 += frame(">3\r\n", {"message", ch, p});
+                ++count;
+            }
+            if (ch == "c1") {
+                wantp += frame("*3\r\n", {"message", ch, p});
+                wantp += frame("*4\r\n", {"pmessage", "c*", ch, p});
+                count += 2;
+            }
+            if (subscribed) {
+                wantpub += frame(">3\r\n", {"message", ch, p});
+                ++count;
+            }
+            wantpub.append(":").append(std::to_string(count)).append("\r\n");
+        }
+    };
+    publish("a", 10);
+    publish("b", 1);
+    publish("a", 5);
+    publish("c1", 2);  // matched by a pattern: not a run
+    publish("a", 1);
+    req += cmd({"SUBSCRIBE", "a"});
+    wantpub += ">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n";
+    publish("a", 2, true);  // the publisher subscribed: not a run
+    req += cmd({"UNSUBSCRIBE", "a"});
+    wantpub += ">3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n";
+    publish("a", 10);
+    req += cmd({"PING"});
+    wantpub += "+PONG\r\n";
+    cl.send(ct, pub, req);  // one stream: several segments, each several requests
+    ASSERT_TRUE(run([&] { return pub.in.size() >= basepub + wantpub.size(); })) << pair_->report();
+    ASSERT_TRUE(run([&] {
+        return s2.in.size() >= base2 + want2.size() && s3.in.size() >= base3 + want3.size() &&
+               sp.in.size() >= basep + wantp.size();
+    })) << pair_->report();
+    EXPECT_EQ(s2.in.substr(base2), want2);
+    EXPECT_EQ(s3.in.substr(base3), want3);
+    EXPECT_EQ(sp.in.substr(basep), wantp);
+    EXPECT_EQ(pub.in.substr(basepub), wantpub);
+    // 27 of the 31 messages went in runs (not c1's two, not the two the publisher got).
+    EXPECT_EQ(broker_->counters().batched, 27u);
+    EXPECT_EQ(broker_->counters().delivered, 29u + 28u + 4u + 2u);
+}
+
 }  // namespace
 }  // namespace sluice::test
