@@ -121,9 +121,37 @@ bool has_word(std::string_view words, std::string_view w) {
     return false;
 }
 
+// Command names by hash (FNV-1a, open addressing): one probe or two per lookup, every request.
+constexpr uint32_t name_hash(std::string_view s) {
+    uint32_t h = 2166136261u;
+    for (char ch : s) h = (h ^ uint8_t(ch)) * 16777619u;
+    return h;
+}
+
+struct CmdTable {
+    static constexpr uint32_t kSlots = 64;  // a power of two, above 2 x the commands
+    int8_t slot[kSlots];
+    constexpr CmdTable() : slot{} {
+        for (int8_t& x : slot) x = -1;
+        for (size_t i = 0; i < std::size(kCommands); ++i) {
+            uint32_t j = name_hash(kCommands[i].name) & (kSlots - 1);
+            while (slot[j] >= 0) j = (j + 1) & (kSlots - 1);
+            slot[j] = int8_t(i);
+        }
+    }
+};
+constexpr CmdTable kCmdTable;
+static_assert(std::size(kCommands) * 2 < CmdTable::kSlots);
+
 const CmdInfo* find_command(std::string_view lower) {
-    for (const CmdInfo& c : kCommands)
-        if (c.name == lower) return &c;
+    for (uint32_t j = name_hash(lower) & (CmdTable::kSlots - 1); kCmdTable.slot[j] >= 0;
+         j = (j + 1) & (CmdTable::kSlots - 1)) {
+        const CmdInfo& c = kCommands[size_t(kCmdTable.slot[j])];
+        if (c.name.size() != lower.size()) continue;
+        size_t i = 0;
+        while (i < lower.size() && c.name[i] == lower[i]) ++i;
+        if (i == lower.size()) return &c;
+    }
     return nullptr;
 }
 
@@ -432,6 +460,7 @@ void Broker::detach(Client& cl) {
 // Requests.
 
 void Broker::process(Tcp& tcp, Client& cl) {
+    uint32_t done = 0;  // bytes of executed requests not credited to the window yet
     while (!cl.dead && !cl.closing && cl.in.size()) {
         std::string_view err;
         const Parse r = cl.parser.parse(cl.in, cl.req, err);
@@ -475,10 +504,10 @@ void Broker::process(Tcp& tcp, Client& cl) {
         const uint32_t total = cl.req.total;
         const uint32_t pre = std::min(total, cl.credited);
         cl.in.consume(total);
-        tcp.consumed(cl.conn, total - pre);
+        done += total - pre;
         cl.credited -= pre;
-        cl.parser.reset();
     }
+    if (done && cl.conn) tcp.consumed(cl.conn, done);  // once for the whole pass
     flush_batch();  // the client's run of PUBLISHes, if any, ends with its input
 }
 
@@ -501,7 +530,10 @@ bool Broker::execute(Tcp& tcp, Client& cl) {
     const std::string_view name = sv(a[0]);
     const CmdInfo* ci = nullptr;
     if (name.size() < sizeof lower_) {
-        for (size_t i = 0; i < name.size(); ++i) lower_[i] = char(tolower(uint8_t(name[i])));
+        for (size_t i = 0; i < name.size(); ++i) {
+            const char ch = name[i];  // ASCII only, as Redis's strcasecmp in the C locale
+            lower_[i] = ch >= 'A' && ch <= 'Z' ? char(ch + ('a' - 'A')) : ch;
+        }
         ci = find_command({lower_, name.size()});
     }
     // A run of PUBLISHes ends before anything else executes (Batch).
@@ -851,9 +883,12 @@ struct Broker::Batch {
     static constexpr uint32_t kFrames = 16384;  // the frames' bytes, for either version
     Kind k = Kind::channel;
     std::string channel;
-    uint32_t n = 0;                // messages
-    uint32_t bytes = 0;            // of data
-    uint32_t frames = 0;           // of each version's frames
+    uint32_t n = 0;         // messages
+    uint32_t bytes = 0;     // of data
+    uint32_t frames = 0;    // of each version's frames
+    uint32_t local = 0;     // this core's subscribers (all of them by the channel)
+    uint32_t last_len = 0;  // the last message's length, and its frame's
+    uint64_t last_frame = 0;
     uint32_t off[kMsgs + 1] = {};  // message i is data[off[i], off[i + 1])
     char data[kPayload];
     struct Frames {
@@ -865,17 +900,27 @@ struct Broker::Batch {
 
     Batch() { channel.reserve(256); }
     std::string_view kind() const { return k == Kind::shard ? "smessage" : "message"; }
+    bool same(Kind kk, std::string_view ch) const { return kk == k && ch == channel; }
     std::string_view msg(uint32_t i) const { return {data + off[i], off[i + 1] - off[i]}; }
     const Frames& frames_for(int resp) {
         Frames& f = v[resp >= 3 ? 1 : 0];
         if (f.built) return f;
         f.built = true;
         f.len = 0;
+        uint32_t hdr_at = 0, hdr_len = 0;  // the last header formatted, for the same length
+        size_t hdr_for = SIZE_MAX;
         for (uint32_t i = 0; i < n; ++i) {
             const std::string_view m = msg(i);
             // Fits: batch_add counted each frame's size.
-            f.len += message_header(f.bytes + f.len, kFrames - f.len, resp, kind(), channel,
-                                    uint32_t(m.size()));
+            if (m.size() == hdr_for) {
+                memmove(f.bytes + f.len, f.bytes + hdr_at, hdr_len);
+            } else {
+                hdr_len = message_header(f.bytes + f.len, kFrames - f.len, resp, kind(), channel,
+                                         uint32_t(m.size()));
+                hdr_for = m.size();
+            }
+            hdr_at = f.len;
+            f.len += hdr_len;
             memcpy(f.bytes + f.len, m.data(), m.size());
             f.len += uint32_t(m.size());
             f.bytes[f.len++] = '\r';
@@ -888,12 +933,16 @@ struct Broker::Batch {
 Broker::Broker(const Config& c, unsigned worker)
     : cfg_(c), worker_(worker), batch_(std::make_unique<Batch>()), next_id_(1) {}
 
-bool Broker::batch_add(Kind k, std::string_view channel, const Arg& msg) {
+bool Broker::batch_add(Kind k, std::string_view channel, const Arg& msg, uint32_t local) {
     Batch& b = *batch_;
-    if (b.n && (b.k != k || b.channel != channel)) flush_batch();
-    const uint64_t frame =
-        uint64_t(message_header_size(k == Kind::shard ? "smessage" : "message", channel, msg.len)) +
-        msg.len + 2;
+    if (b.n && !b.same(k, channel)) flush_batch();
+    if (!b.n || msg.len != b.last_len || k != b.k) {
+        b.last_len = msg.len;
+        b.last_frame = uint64_t(message_header_size(k == Kind::shard ? "smessage" : "message",
+                                                    channel, msg.len)) +
+                       msg.len + 2;
+    }
+    const uint64_t frame = b.last_frame;
     if (frame > Batch::kFrames || msg.len > Batch::kPayload) return false;
     if (b.n == Batch::kMsgs || b.bytes + msg.len > Batch::kPayload ||
         b.frames + frame > Batch::kFrames)
@@ -901,6 +950,7 @@ bool Broker::batch_add(Kind k, std::string_view channel, const Arg& msg) {
     if (!b.n) {
         b.k = k;
         b.channel.assign(channel);
+        b.local = local;
         b.v[0].built = b.v[1].built = false;
     }
     memcpy(b.data + b.bytes, msg.p, msg.len);
@@ -952,8 +1002,11 @@ bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
     const std::vector<Arg>& a = cl.req.args;
     const std::string_view channel = sv(a[1]);
     const Arg& msg = a[2];
+    // Within a run (Batch) nothing subscribes or leaves: its count still holds.
     uint32_t by_pattern = 0;
-    const uint32_t local = topics_.local_count(k, channel, &by_pattern);
+    const uint32_t local = batch_->n && batch_->same(k, channel)
+                               ? batch_->local
+                               : topics_.local_count(k, channel, &by_pattern);
     uint32_t remote_cores = 0, remote = 0;
     bool interested[Bus::kMaxCores] = {};
     if (n_cores_ > 1) {
@@ -968,10 +1021,8 @@ bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
     }
     const uint32_t count = local + remote;
     if (local || remote_cores) {
-        const bool crlf = msg.off != kNoOffset && cl.in.size() >= msg.off + msg.len + 2 &&
-                          cl.in.at(msg.off + msg.len) == '\r' &&
-                          cl.in.at(msg.off + msg.len + 1) == '\n';
-        const uint32_t segs = crlf ? 1 + msg.len / 1024 : 1;
+        // At most: a payload by reference spans a segment per ~1 KiB or more received.
+        const uint32_t segs = 1 + msg.len / 1024;
         const uint32_t need = (local + remote_cores) * (1 + segs);
         if (!reserve(need)) return false;  // wait for mbufs (slow consumers are cut off meanwhile)
         Fanout f;
@@ -983,7 +1034,8 @@ bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
         // Referenced frames, and the other cores, share one mbuf chain of the payload and its
         // CRLF: the received bytes by reference (zero copy).
         if ((remote_cores || !f.copy) && !f.payload_mbuf()) return false;
-        if (!(local && f.copy && !by_pattern && !cl.subscribed() && batch_add(k, channel, msg))) {
+        if (!(local && f.copy && !by_pattern && !cl.subscribed() &&
+              batch_add(k, channel, msg, local))) {
             flush_batch();
             deliver_local(f);
         }

@@ -153,10 +153,10 @@ class alignas(RTE_CACHE_LINE_SIZE) Broker {
     bool direct(const Client& cl, uint32_t bytes) const;
     // A run of small PUBLISHes to one channel, delivered together (broker.cpp).
     struct Batch;
-    // Takes a PUBLISH of `msg` on (k, channel) into the run (ending the run before it when it
-    // is for another channel or full); false: it cannot join one (too long), the caller
-    // delivers it, after flush_batch().
-    bool batch_add(Kind k, std::string_view channel, const Arg& msg);
+    // Takes a PUBLISH of `msg` on (k, channel), which `local` subscribers here get, into the
+    // run (ending the run before it when it is for another channel or full); false: it cannot join
+    // one (too long), the caller delivers it, after flush_batch().
+    bool batch_add(Kind k, std::string_view channel, const Arg& msg, uint32_t local);
     // Delivers the run to this core's subscribers, if there is one.
     void flush_batch();
     // Fan-out on this core; returns deliveries made.

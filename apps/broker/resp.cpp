@@ -469,9 +469,47 @@ Parse RequestParser::fail(std::string_view e, std::string_view& err) {
     return Parse::error;
 }
 
+bool RequestParser::parse_fast(const char* p, uint32_t n, Request& req) {
+    // `*<1-9>\r?`: the count line ends at its first '\r'; the byte after it is not checked
+    // (Redis skips it), but must be there.
+    if (n < 4 || p[1] < '1' || p[1] > '9' || p[2] != '\r') return false;
+    const uint32_t argc = uint32_t(p[1] - '0');
+    if (argc > lim_.max_args) return false;
+    uint32_t pos = 4;
+    args_.clear();
+    for (uint32_t i = 0; i < argc; ++i) {
+        // `$<len>\r?` with len as string2ll reads it: "0", or 1-9 then at most 8 digits.
+        if (pos + 4 > n || p[pos] != '$') return false;
+        uint32_t q = pos + 1;
+        uint64_t len = 0;
+        if (p[q] == '0') {
+            ++q;
+        } else {
+            const uint32_t first = q;
+            while (q < n && q - first < 9 && p[q] >= '0' && p[q] <= '9')
+                len = len * 10 + uint64_t(p[q++] - '0');
+            if (q == first || (q < n && p[q] >= '0' && p[q] <= '9')) return false;
+        }
+        if (q + 1 >= n || p[q] != '\r' || len > lim_.max_bulk) return false;
+        pos = q + 2;
+        // The payload and the two bytes after it (unchecked, as Redis).
+        if (uint64_t(pos) + len + 2 > n) return false;
+        args_.push_back(Arg{p + pos, uint32_t(len), pos});
+        pos += uint32_t(len) + 2;
+    }
+    req.args.swap(args_);
+    req.total = pos;
+    req.is_inline = false;
+    reset();
+    return true;
+}
+
 Parse RequestParser::parse(const InBuf& in, Request& req, std::string_view& err) {
     if (st_ == State::start) {
         if (in.size() == 0) return Parse::need_more;
+        uint32_t avail = 0;
+        const char* p = in.span(0, avail);
+        if (p[0] == '*' && parse_fast(p, avail, req)) return Parse::ok;
         args_.clear();
         pos_ = scan_ = 0;
         // Redis (processInputBuffer): a request starting with '*' is multibulk, anything else

@@ -140,6 +140,10 @@ class RequestParser {
   private:
     enum class State : uint8_t { start, inline_line, mb_count, mb_bulk_header, mb_payload };
 
+    // The common case in one pass over a pointer: a whole multibulk request of 1-9 arguments
+    // in the `n` bytes at `p` (the InBuf's first segment), every length plain digits. false:
+    // anything else (nothing changed): the state machine below parses it, as it would this.
+    bool parse_fast(const char* p, uint32_t n, Request& req);
     Parse parse_inline(const InBuf& in, Request& req, std::string_view& err);
     Parse parse_multibulk(const InBuf& in, Request& req, std::string_view& err);
     // The first '\r' of the line starting at pos_ (searching on from scan_), within the

@@ -510,6 +510,60 @@ TEST(RespParse, PipelineUnderRandomCuts) {
 }
 
 // Arguments are binary safe: CRLF, NUL, '*' and '$' inside are payload.
+// A request whole in one segment takes the parser's fast path (parse_fast); one byte per
+// segment never can. Both must come out the same for every request, valid or not: near misses
+// of the fast path's shape (leading zeros, signs, ten-digit lengths, limits, a missing byte
+// after '\r', unchecked bytes after a payload) fall back to the state machine.
+TEST(RespParse, FastPathAgreesWithTheStateMachine) {
+    const Strings inputs = {
+        "*1\r\n$4\r\nPING\r\n",
+        "*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$0\r\n\r\n",
+        "*2\r\n$3\r\nget\r\n$01\r\na\r\n",
+        "*2\r\n$3\r\nget\r\n$-1\r\n",
+        "*2\r\n$3\r\nget\r\n$+1\r\na\r\n",
+        "*1\r\n$3x\r\nabc\r\n",
+        "*1\r\n$ 3\r\nabc\r\n",
+        "*1\r\n$\r\n",
+        "*1\r\n3\r\nabc\r\n",
+        "*1\r\n$3\rXabcYZ*1\r\n$1\r\nz\r\n",  // the bytes after '\r' and a payload unchecked
+        "*1\r\n$3\n\nabc\r\n",
+        "*1\r\n$1000000000\r\n",
+        "*1\r\n$999999999\r\nab",
+        "*1\r\n$600000000\r\n",    // above proto-max-bulk-len
+        "*1\r\n$6\r\nabcdef\r\n",  // above the small limit's
+        "*01\r\n$1\r\na\r\n",
+        "*0\r\n*1\r\n$1\r\na\r\n",
+        "*-1\r\n*1\r\n$1\r\na\r\n",
+        "*12\r\n$1\r\na\r\n",
+        "*3\r\n$1\r\na\r\n$1\r\nb\r\n",  // incomplete
+        "*2\r\n$1\r\na\r\n$1\r",
+        "*2\r\n$1\r\na\r\n$1\r\nb\r",
+        "*9\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n$1\r\n4\r\n$1\r\n5\r\n$1\r\n6\r\n$1\r\n7\r\n"
+        "$1\r\n8\r\n$1\r\n9\r\n",
+        "*2\r\n$1\r\n\r\r\n$0\r\n\r\nPING\r\n",
+    };
+    RequestParser::Limits small;
+    small.max_args = 2;
+    small.max_bulk = 5;
+    for (const RequestParser::Limits& lim : {RequestParser::Limits{}, small}) {
+        for (const std::string& w : inputs) {
+            SCOPED_TRACE(testing::Message()
+                         << "input " << testing::PrintToString(w) << " max_args " << lim.max_args);
+            const Outcome whole = run({{w}}, lim);
+            const Outcome bytewise = run({pieces(w, 1)}, lim);
+            ASSERT_EQ(whole.reqs.size(), bytewise.reqs.size());
+            for (size_t i = 0; i < whole.reqs.size(); ++i) {
+                EXPECT_EQ(whole.reqs[i].args, bytewise.reqs[i].args);
+                EXPECT_EQ(whole.reqs[i].is_inline, bytewise.reqs[i].is_inline);
+                EXPECT_EQ(whole.reqs[i].total, bytewise.reqs[i].total);
+            }
+            EXPECT_EQ(whole.error, bytewise.error);
+            EXPECT_EQ(whole.left, bytewise.left);
+        }
+    }
+    EXPECT_TRUE(pool_full());
+}
+
 TEST(RespParse, BinarySafeArguments) {
     Stream s;
     std::string all256;
