@@ -57,6 +57,7 @@ and the runner goes on.
 Exit status: 0 if every run worked, 1 if some failed, 2 on bad usage, 130 if interrupted.
 """
 
+import glob
 import os
 import re
 import shlex
@@ -140,23 +141,25 @@ class Plan(PlanBase):
         dev = "net_memif0,role={},socket=" + MEMIF_SOCK + ",id=0"
         copy = (["--copy-below", str(self.a.copy_below)] if self.a.copy_below is not None
                 else [])
+        huge = ["--huge-unlink"] if self.a.hugepages else []  # else: the engine's choice
         server = [self.broker_bin, "--port", dev.format("server"), "--ip", f"{SERVER_IP}/24",
                   "--quiet"] + copy + ["--", "-l", str(self.server_cpu), "--file-prefix",
-                  PREFIXES["server"]]
+                  PREFIXES["server"]] + huge
         # --linger: the generator's port stays open until the runner has stopped the broker
         # (Run.run_client), so neither memif side closes under a polling peer.
         client = [self.sluice_bin, "--port", dev.format("client"), "--ip", f"{CLIENT_IP}/24",
                   "--connect", f"{SERVER_IP}:{BROKER_PORT}"] + self.load_args(w) + \
             ["--quiet", "--linger", "30", "--", "-l", str(self.client_cpu), "--file-prefix",
-             PREFIXES["client"]]
+             PREFIXES["client"]] + huge
         return {"server": server, "client": client}
 
     def wire(self, w):
         """One process: the broker on the second lcore, the generator on the first."""
         copy = (["--copy-below", str(self.a.copy_below)] if self.a.copy_below is not None
                 else [])
+        mem = ["--huge-unlink"] if self.a.hugepages else ["--no-huge", "-m", "1024"]
         client = [self.wire_bin] + self.load_args(w) + copy + [
-            "--", "-l", f"{self.client_cpu},{self.server_cpu}", "--no-huge", "-m", "1024",
+            "--", "-l", f"{self.client_cpu},{self.server_cpu}"] + mem + [
             "--no-pci", "--file-prefix", WIRE_PREFIX]
         return {"client": client}
 
@@ -176,12 +179,60 @@ def free_port():
 
 
 def sluice_cleanup(system="sluice"):
-    if system == "wire":
-        cleanup_prefix(WIRE_PREFIX)
-        return
-    unlink_socket(MEMIF_SOCK)
-    for prefix in PREFIXES.values():
+    prefixes = [WIRE_PREFIX] if system == "wire" else list(PREFIXES.values())
+    if system != "wire":
+        unlink_socket(MEMIF_SOCK)
+    for prefix in prefixes:
         cleanup_prefix(prefix)
+        # Hugepage files a process that did not exit cleanly may leave (--huge-unlink
+        # normally removes them at once).
+        for f in glob.glob(os.path.join(HUGE_DIR, prefix + "map_*")):
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
+
+
+HUGE_NR = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+HUGE_DIR = "/dev/hugepages"
+
+
+class Hugepages:
+    """--hugepages N: at least N 2 MiB hugepages reserved and hugetlbfs mounted for the Sluice
+    runs (DPDK's usual memory; without them the engine runs with --no-huge), and the machine
+    put back as it was afterwards (the page count, the mount)."""
+
+    def __init__(self, n):
+        self.n, self.old, self.mounted = n, None, False
+
+    def __enter__(self):
+        if not self.n:
+            return self
+        with open(HUGE_NR) as f:
+            self.old = int(f.read())
+        if self.old < self.n:
+            with open(HUGE_NR, "w") as f:
+                f.write(str(self.n))
+        with open(HUGE_NR) as f:
+            got = int(f.read())
+        if got < self.n:
+            print(f"warning: only {got} of {self.n} hugepages could be reserved",
+                  file=sys.stderr)
+        with open("/proc/mounts") as f:
+            mounted = any(line.split()[2] == "hugetlbfs" for line in f if line.strip())
+        if not mounted:
+            os.makedirs(HUGE_DIR, exist_ok=True)
+            subprocess.run(["mount", "-t", "hugetlbfs", "nodev", HUGE_DIR], check=True)
+            self.mounted = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.mounted:
+            subprocess.run(["umount", HUGE_DIR], check=False)
+        if self.old is not None and self.old < self.n:
+            with open(HUGE_NR, "w") as f:
+                f.write(str(self.old))
+        return False
 
 
 def parse_kv(text):
@@ -431,8 +482,15 @@ def parse_args(argv):
                     help="sluice-broker's --copy-below: payloads shorter than this are copied "
                          "into each frame instead of shared by reference (default: the "
                          "broker's, 128; 0: never)")
+    ap.add_argument("--hugepages", type=int, default=0,
+                    help="reserve at least this many 2 MiB hugepages (and mount hugetlbfs) "
+                         "for the Sluice runs, as DPDK is deployed, and put the machine back "
+                         "afterwards; root (default 0: as the machine is; the wire runs with "
+                         "--no-huge)")
     add_common_tail(ap, "pubsub_results.json")
     a = ap.parse_args(argv)
+    if a.hugepages < 0 or (a.hugepages and not a.dry_run and os.geteuid() != 0):
+        ap.error("--hugepages: a count >= 0, and root to reserve them")
     if not a.duration > 0 or a.runs < 1 or a.retries < 0 or not 1 <= a.window <= 65536 \
             or not 0 <= a.lag <= 65536:
         ap.error("--duration and --runs must be positive, --retries >= 0, --window 1..65536, "
@@ -473,8 +531,9 @@ def main(argv=None):
     wls = workloads(a)
     if a.dry_run:
         return dry_run(a, plan, wls, "generator", lambda w: a.systems)
-    return in_workdir(a, "sluice-pubsub-bench-",
-                      lambda workdir: run_all(a, plan, wls, workdir))
+    with Hugepages(a.hugepages):
+        return in_workdir(a, "sluice-pubsub-bench-",
+                          lambda workdir: run_all(a, plan, wls, workdir))
 
 
 def run_all(a, plan, wls, workdir):
@@ -494,7 +553,7 @@ def run_all(a, plan, wls, workdir):
     rows = comparisons(m.results, wls, a.systems)
     meta = m.meta("bench/run_pubsub_bench.py", {"redis": redis_version(a.redis_server)})
     meta.update({
-        "window": a.window, "lag": a.lag or a.window,
+        "window": a.window, "lag": a.lag or a.window, "hugepages": a.hugepages,
         "value": "delivered_per_s: deliveries to subscribers within the window, per second",
         "ratio": "median Sluice delivered/s / median of the better Redis mode (epoll or spin): "
                  "ratio for sluice (memif), wire_ratio for wire (one process, pmd::Wire)",
