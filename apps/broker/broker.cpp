@@ -121,36 +121,44 @@ bool has_word(std::string_view words, std::string_view w) {
     return false;
 }
 
-// Command names by hash (FNV-1a, open addressing): one probe or two per lookup, every request.
-constexpr uint32_t name_hash(std::string_view s) {
-    uint32_t h = 2166136261u;
-    for (char ch : s) h = (h ^ uint8_t(ch)) * 16777619u;
-    return h;
+// Command names by a hash of their length and first and last letters (open addressing): no
+// loop over the name to find its slot, every request. All the names are lowercase letters, so a
+// byte of the request matches one case-insensitively exactly when (byte | 0x20) equals it: OR-ing
+// 0x20 turns 'A'-'Z' into 'a'-'z' and no other byte into a lowercase letter.
+constexpr uint32_t kCmdSlots = 64;  // a power of two, above 2 x the commands
+constexpr uint32_t name_slot(size_t len, char first, char last) {
+    return (uint32_t(len) * 7u + (uint8_t(first) | 0x20u) * 3u + (uint8_t(last) | 0x20u)) &
+           (kCmdSlots - 1);
 }
 
 struct CmdTable {
-    static constexpr uint32_t kSlots = 64;  // a power of two, above 2 x the commands
-    int8_t slot[kSlots];
+    int8_t slot[kCmdSlots];
+    bool letters = true;  // every name is lowercase letters (checked below)
     constexpr CmdTable() : slot{} {
         for (int8_t& x : slot) x = -1;
         for (size_t i = 0; i < std::size(kCommands); ++i) {
-            uint32_t j = name_hash(kCommands[i].name) & (kSlots - 1);
-            while (slot[j] >= 0) j = (j + 1) & (kSlots - 1);
+            const std::string_view n = kCommands[i].name;
+            for (char ch : n) letters = letters && ch >= 'a' && ch <= 'z';
+            uint32_t j = name_slot(n.size(), n.front(), n.back());
+            while (slot[j] >= 0) j = (j + 1) & (kCmdSlots - 1);
             slot[j] = int8_t(i);
         }
     }
 };
 constexpr CmdTable kCmdTable;
-static_assert(std::size(kCommands) * 2 < CmdTable::kSlots);
+static_assert(kCmdTable.letters, "find_command's case folding needs lowercase-letter names");
+static_assert(std::size(kCommands) * 2 < kCmdSlots);
 
-const CmdInfo* find_command(std::string_view lower) {
-    for (uint32_t j = name_hash(lower) & (CmdTable::kSlots - 1); kCmdTable.slot[j] >= 0;
-         j = (j + 1) & (CmdTable::kSlots - 1)) {
+// The command named `name`, in any case (Redis: strcasecmp), or nullptr.
+const CmdInfo* find_command(std::string_view name) {
+    if (name.empty() || name.size() > 16) return nullptr;
+    for (uint32_t j = name_slot(name.size(), name.front(), name.back()); kCmdTable.slot[j] >= 0;
+         j = (j + 1) & (kCmdSlots - 1)) {
         const CmdInfo& c = kCommands[size_t(kCmdTable.slot[j])];
-        if (c.name.size() != lower.size()) continue;
+        if (c.name.size() != name.size()) continue;
         size_t i = 0;
-        while (i < lower.size() && c.name[i] == lower[i]) ++i;
-        if (i == lower.size()) return &c;
+        while (i < name.size() && (uint8_t(name[i]) | 0x20) == uint8_t(c.name[i])) ++i;
+        if (i == name.size()) return &c;
     }
     return nullptr;
 }
@@ -528,14 +536,7 @@ bool Broker::execute(Tcp& tcp, Client& cl) {
     ctr_.commands++;
     if (cl.reply == Client::Reply::skip_next) cl.reply = Client::Reply::skip_this;
     const std::string_view name = sv(a[0]);
-    const CmdInfo* ci = nullptr;
-    if (name.size() < sizeof lower_) {
-        for (size_t i = 0; i < name.size(); ++i) {
-            const char ch = name[i];  // ASCII only, as Redis's strcasecmp in the C locale
-            lower_[i] = ch >= 'A' && ch <= 'Z' ? char(ch + ('a' - 'A')) : ch;
-        }
-        ci = find_command({lower_, name.size()});
-    }
+    const CmdInfo* ci = find_command(name);
     // A run of PUBLISHes ends before anything else executes (Batch).
     if (!ci || (ci->cmd != Cmd::publish && ci->cmd != Cmd::spublish)) flush_batch();
     bool done = true;
@@ -933,9 +934,10 @@ struct Broker::Batch {
 Broker::Broker(const Config& c, unsigned worker)
     : cfg_(c), worker_(worker), batch_(std::make_unique<Batch>()), next_id_(1) {}
 
-bool Broker::batch_add(Kind k, std::string_view channel, const Arg& msg, uint32_t local) {
+bool Broker::batch_add(Kind k, std::string_view channel, const Arg& msg, uint32_t local,
+                       bool in_run) {
     Batch& b = *batch_;
-    if (b.n && !b.same(k, channel)) flush_batch();
+    if (!in_run) flush_batch();
     if (!b.n || msg.len != b.last_len || k != b.k) {
         b.last_len = msg.len;
         b.last_frame = uint64_t(message_header_size(k == Kind::shard ? "smessage" : "message",
@@ -1004,9 +1006,8 @@ bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
     const Arg& msg = a[2];
     // Within a run (Batch) nothing subscribes or leaves: its count still holds.
     uint32_t by_pattern = 0;
-    const uint32_t local = batch_->n && batch_->same(k, channel)
-                               ? batch_->local
-                               : topics_.local_count(k, channel, &by_pattern);
+    const bool in_run = batch_->n && batch_->same(k, channel);
+    const uint32_t local = in_run ? batch_->local : topics_.local_count(k, channel, &by_pattern);
     uint32_t remote_cores = 0, remote = 0;
     bool interested[Bus::kMaxCores] = {};
     if (n_cores_ > 1) {
@@ -1035,7 +1036,7 @@ bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
         // CRLF: the received bytes by reference (zero copy).
         if ((remote_cores || !f.copy) && !f.payload_mbuf()) return false;
         if (!(local && f.copy && !by_pattern && !cl.subscribed() &&
-              batch_add(k, channel, msg, local))) {
+              batch_add(k, channel, msg, local, in_run))) {
             flush_batch();
             deliver_local(f);
         }

@@ -156,7 +156,8 @@ class alignas(RTE_CACHE_LINE_SIZE) Broker {
     // Takes a PUBLISH of `msg` on (k, channel), which `local` subscribers here get, into the
     // run (ending the run before it when it is for another channel or full); false: it cannot join
     // one (too long), the caller delivers it, after flush_batch().
-    bool batch_add(Kind k, std::string_view channel, const Arg& msg, uint32_t local);
+    // `in_run`: the run has messages and they are for (k, channel).
+    bool batch_add(Kind k, std::string_view channel, const Arg& msg, uint32_t local, bool in_run);
     // Delivers the run to this core's subscribers, if there is one.
     void flush_batch();
     // Fan-out on this core; returns deliveries made.
@@ -272,7 +273,6 @@ class alignas(RTE_CACHE_LINE_SIZE) Broker {
     // The mbufs a client keeps from their pools: its output buffer's, and those its TCP queue
     // holds a reference to (a payload shared with other subscribers counts for each).
     static uint64_t holding(const Client& cl);
-    char lower_[64];  // the command name, lowercased
 };
 
 }  // namespace sluice::apps::broker

@@ -437,5 +437,58 @@ TEST_F(BrokerTcp, RunsOfSmallPublishesGiveEachSubscriberWhatOneByOneWould) {
     EXPECT_EQ(broker_->counters().delivered, 29u + 28u + 4u + 2u);
 }
 
+// Command names match in any case (Redis: strcasecmp), and only exactly: the lookup folds case
+// by OR-ing 0x20, which no byte but a letter survives as a letter.
+TEST_F(BrokerTcp, CommandNamesMatchInAnyCaseAndOnlyExactly) {
+    Broker::Config cfg;
+    cfg.listen_port = kRedisPort;
+    ASSERT_NO_FATAL_FAILURE(start(cfg, 256));
+    RespClients& cl = *clients_;
+    Tcp& ct = pair_->ctcp();
+    RespConn& c = cl.open(ct, pair_->now());
+    ASSERT_NE(c.conn, nullptr);
+    auto one = [](const std::string& name) {
+        std::string r = "*1\r\n";
+        return r.append(bulk(name));
+    };
+    const std::string pong = "+PONG\r\n";
+    struct Case {
+        std::string name;
+        bool known;
+    };
+    const std::vector<Case> cases = {
+        {"PING", true},     {"ping", true},
+        {"pInG", true},     {"PING ", false},
+        {"PIN", false},     {"PINGG", false},
+        {"P\x09NG", false}, {"\xd0ING", false},
+        {"PIN\x07", false}, {"PIN@", false},
+        {"pin`", false},    {std::string("PI\0G", 4), false},
+        {"", false},        {std::string(40, 'p'), false},
+    };
+    std::string req;
+    for (const Case& k : cases) req += one(k.name);
+    cl.send(ct, c, req);
+    size_t lines = 0;
+    ASSERT_TRUE(run([&] {
+        lines = 0;
+        for (size_t i = c.in.find("\r\n"); i != std::string::npos; i = c.in.find("\r\n", i + 2))
+            ++lines;
+        return lines >= cases.size();
+    })) << pair_->report();
+    size_t at = 0;
+    for (const Case& k : cases) {
+        const size_t end = c.in.find("\r\n", at);
+        ASSERT_NE(end, std::string::npos);
+        const std::string line = c.in.substr(at, end + 2 - at);
+        at = end + 2;
+        if (k.known)
+            EXPECT_EQ(line, pong) << testing::PrintToString(k.name);
+        else
+            EXPECT_EQ(line.rfind("-ERR unknown command '", 0), 0u)
+                << testing::PrintToString(k.name) << " got " << testing::PrintToString(line);
+    }
+    EXPECT_EQ(broker_->counters().unknown_commands, 11u);
+}
+
 }  // namespace
 }  // namespace sluice::test
