@@ -131,6 +131,16 @@ inline uint32_t load_be32(const uint8_t* p) {
 
 }  // namespace
 
+// rte_hash compares keys whose length is not a multiple of 16 with memcmp (a libc call per
+// lookup, on every segment); the 8-byte connection key is one 64-bit compare.
+int conn_key_cmp(const void* a, const void* b, size_t) {
+    static_assert(sizeof(ConnKey) == sizeof(uint64_t));
+    uint64_t x, y;
+    memcpy(&x, a, sizeof x);
+    memcpy(&y, b, sizeof y);
+    return x != y;
+}
+
 const char* tcp_state_name(TcpState s) {
     static const char* const names[] = {"CLOSED",      "LISTEN",     "SYN-SENT",   "SYN-RECEIVED",
                                         "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT",
@@ -192,6 +202,7 @@ bool Tcp::init(const TcpConfig& cfg, Stack* stack, int socket_id, const uint8_t 
     hp.hash_func_init_val = 0;
     hp.socket_id = socket_id;
     table_ = rte_hash_create(&hp);
+    if (table_) rte_hash_set_cmp_func(table_, conn_key_cmp);
     conns_ = static_cast<TcpConn*>(rte_zmalloc_socket(
         "sl_tcp_conns", sizeof(TcpConn) * cfg_.max_conns, RTE_CACHE_LINE_SIZE, socket_id));
     ooo_mem_ = static_cast<TcpOooSeg*>(rte_zmalloc_socket(

@@ -33,6 +33,10 @@
 
 namespace sluice::proto {
 
+// The connection table's key compare (rte_hash_set_cmp_func): 0 when the 8-byte keys (remote
+// address, remote port, local port) are equal, as memcmp; exposed for its test.
+int conn_key_cmp(const void* a, const void* b, size_t len);
+
 // RFC 9293 3.3.2: the eleven states.
 enum class TcpState : uint8_t {
     closed,

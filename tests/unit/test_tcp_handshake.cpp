@@ -1,5 +1,6 @@
 // TCP connection establishment (RFC 9293 3.5, 3.10.7.2, 3.10.7.3), SYN retransmission
 // (RFC 6298 5, RFC 1122 4.2.3.5), simultaneous open, SYN cookies.
+#include <cstring>
 #include <memory>
 
 #include "engine/soft_rss.hpp"
@@ -19,6 +20,24 @@ class TcpHandshake : public TcpTest {};
 // that as the TCP's port filter (Runtime::port_on_core); here the same filter for core 1 of 2.
 // Each chosen port's reply, hashed as the receive path hashes a packet, lands on core 1; with
 // no filter half of the ports would not.
+// The connection table's key compare: equal only when all eight bytes are (remote address,
+// remote port, local port); each field, each byte of it, counts. rte_hash calls it only for
+// keys whose hash signatures match, so a compare that ignored a field would pass every test
+// that merely uses connections.
+TEST(TcpConnKey, CompareSeesEveryByteOfTheKey) {
+    const uint8_t k[8] = {198, 18, 0, 1, 0x1f, 0x90, 0x18, 0xeb};
+    uint8_t o[8];
+    memcpy(o, k, sizeof o);
+    EXPECT_EQ(proto::conn_key_cmp(k, o, sizeof k), 0);
+    for (unsigned i = 0; i < 8; ++i) {
+        for (uint8_t bit = 1; bit; bit = uint8_t(bit << 1)) {
+            memcpy(o, k, sizeof o);
+            o[i] ^= bit;
+            EXPECT_NE(proto::conn_key_cmp(k, o, sizeof k), 0) << "byte " << i << " bit " << +bit;
+        }
+    }
+}
+
 TEST_F(TcpHandshake, ActiveOpenPicksAPortWhoseRepliesComeBackToItsCore) {
     struct Ctx {
         engine::SoftRss rss;
