@@ -361,11 +361,11 @@ bool PubSubLoad::on_data(uint32_t id, const uint8_t* p, size_t n, uint64_t now) 
 
 bool PubSubLoad::pub_data(const uint8_t* p, size_t n) {
     // The common reply, ":<subs>\r\n", matched whole; anything else through the reader.
-    const char* want = reply_.data();
+    const uint8_t* want = reinterpret_cast<const uint8_t*>(reply_.data());
     const size_t wlen = reply_.size();
     while (n) {
         if (pub_rd_.at_boundary()) {
-            while (n >= wlen && memcmp(p, want, wlen) == 0) {
+            while (n >= wlen && same_bytes(p, want, wlen)) {
                 replies_++;
                 p += wlen;
                 n -= wlen;
@@ -454,7 +454,7 @@ bool PubSubLoad::sub_data(uint32_t id, Sub& s, const uint8_t* p, size_t n, uint6
             p += take;
             n -= take;
             const size_t have = s.stash_len;
-            if (memcmp(s.stash, hdr, std::min(have, hlen)) != 0) {
+            if (!same_bytes(s.stash, hdr, std::min(have, hlen))) {
                 // Not a message after all (a reply shorter than `need`, maybe): the reader's.
                 s.stash_len = 0;
                 if (!sub_slow(id, s, s.stash, have, now)) return false;
@@ -483,7 +483,7 @@ bool PubSubLoad::sub_data(uint32_t id, Sub& s, const uint8_t* p, size_t n, uint6
                 n -= need;
                 continue;
             }
-            if (n < need && memcmp(p, hdr, std::min(n, hlen)) == 0) {
+            if (n < need && same_bytes(p, hdr, std::min(n, hlen))) {
                 memcpy(s.stash, p, n);
                 s.stash_len = uint16_t(n);
                 break;
