@@ -701,13 +701,7 @@ bool OutBuf::put_frame_fresh(const void* data, uint32_t len) {
     if (!pack_ || len > pack_room_ || uint64_t(size_) + len > UINT32_MAX) return put(data, len);
     rte_mbuf* m = rte_pktmbuf_alloc(pack_);
     if (!m) return put(data, len);  // the pack pool is dry: small mbufs still work
-    if (tail_)
-        tail_->next = m;
-    else
-        head_ = m;
-    tail_ = m;
-    tail_own_ = true;
-    segs_++;
+    link_fresh(m);
     append_tail(data, len);
     return true;
 }
@@ -728,13 +722,7 @@ bool OutBuf::put_packed_fresh(const void* data, uint32_t len) {
         len -= avail;
     }
     for (uint32_t i = 0; i < n; ++i) {
-        if (tail_)
-            tail_->next = fresh[i];
-        else
-            head_ = fresh[i];
-        tail_ = fresh[i];
-        tail_own_ = true;
-        segs_++;
+        link_fresh(fresh[i]);
         const uint32_t part = std::min(len, pack_room_);
         append_tail(src, part);
         src += part;

@@ -181,11 +181,7 @@ class OutBuf {
 
     // Copies; all or nothing (false: out of mbufs). Inline: what fits the tail mbuf.
     bool put(const void* data, uint32_t len) {
-        if (tail_own_ && len <= rte_pktmbuf_tailroom(tail_) &&
-            uint64_t(size_) + len <= UINT32_MAX) {
-            append_tail(data, len);
-            return true;
-        }
+        if (append_if_fits(data, len)) return true;
         const std::string_view part(static_cast<const char*>(data), len);
         return putv(&part, 1);
     }
@@ -194,22 +190,12 @@ class OutBuf {
     // Copies one message frame: into the tail mbuf if it fits whole, else into a fresh mbuf of
     // the pack pool; without one (none left, or the frame is larger than they are) as put().
     bool put_frame(const void* data, uint32_t len) {
-        if (tail_own_ && len <= rte_pktmbuf_tailroom(tail_) &&
-            uint64_t(size_) + len <= UINT32_MAX) {
-            append_tail(data, len);
-            return true;
-        }
-        return put_frame_fresh(data, len);
+        return append_if_fits(data, len) || put_frame_fresh(data, len);
     }
     // Copies a run of frames, split anywhere: what fits into the tail mbuf, the rest into
     // fresh mbufs of the pack pool, filled; without them as put(). All or nothing.
     bool put_packed(const void* data, uint32_t len) {
-        if (tail_own_ && len <= rte_pktmbuf_tailroom(tail_) &&
-            uint64_t(size_) + len <= UINT32_MAX) {
-            append_tail(data, len);
-            return true;
-        }
-        return put_packed_fresh(data, len);
+        return append_if_fits(data, len) || put_packed_fresh(data, len);
     }
     void put_chain(rte_mbuf* m);  // appends a chain by reference (takes ownership)
     // Puts a chain that take() or take_front() gave back in front (TCP refused it: kept for
@@ -246,6 +232,23 @@ class OutBuf {
         tail_->data_len = uint16_t(tail_->data_len + len);
         tail_->pkt_len += len;
         size_ += len;
+    }
+    // Copies into the tail mbuf when all of it fits there (false: nothing done).
+    bool append_if_fits(const void* data, uint32_t len) {
+        if (!tail_own_ || len > rte_pktmbuf_tailroom(tail_) || uint64_t(size_) + len > UINT32_MAX)
+            return false;
+        append_tail(data, len);
+        return true;
+    }
+    // Appends an empty fresh mbuf of ours as the new tail, which more may be copied into.
+    void link_fresh(rte_mbuf* m) {
+        if (tail_)
+            tail_->next = m;
+        else
+            head_ = m;
+        tail_ = m;
+        tail_own_ = true;
+        segs_++;
     }
     bool put_frame_fresh(const void* data, uint32_t len);
     bool put_packed_fresh(const void* data, uint32_t len);

@@ -129,9 +129,10 @@ class BrokerTcp : public ::testing::Test {
         rte_mempool_free(pool_);
     }
 
-    // The broker on the server host, configured by `cfg` (its TCP settings included).
+    // The broker on the server host on kRedisPort, configured by `cfg` (its TCP settings included).
     // `client_rcv_buf`: the receive window the clients offer (0: TCP's default).
     void start(Broker::Config cfg, uint32_t sq_blocks, uint32_t client_rcv_buf = 0) {
+        cfg.listen_port = kRedisPort;
         broker_ = std::make_unique<Broker>(cfg, 0);
         S2sOptions o;
         broker_->tcp_config(o.server_tcp);
@@ -160,9 +161,7 @@ class BrokerTcp : public ::testing::Test {
     // `whole_sw`: the broker's TCP builds segments whole and sums them itself, as on a port
     // that copies frames and has no checksum offload (net_memif).
     void fan_out(uint32_t sq_blocks, unsigned kSubs, unsigned window, bool whole_sw = false) {
-        Broker::Config cfg;
-        cfg.listen_port = kRedisPort;
-        ASSERT_NO_FATAL_FAILURE(start(cfg, sq_blocks));
+        ASSERT_NO_FATAL_FAILURE(start({}, sq_blocks));
         if (whole_sw) {
             pair_->stcp().set_linear_tx(true);
             pair_->stcp().set_sw_l4_cksum(true);
@@ -251,9 +250,7 @@ TEST_F(BrokerTcp, WholeSegmentsSummedFromSharedPayloadSumsArriveIntact) {
 // what counts against the pools is what the client holds, not one mbuf per frame. Redis keeps
 // such a subscriber too. It then catches up and gets every message, in order.
 TEST_F(BrokerTcp, SubscriberBehindByManySmallMessagesIsNotCutOff) {
-    Broker::Config cfg;
-    cfg.listen_port = kRedisPort;
-    ASSERT_NO_FATAL_FAILURE(start(cfg, 1024, 64 * 1024));
+    ASSERT_NO_FATAL_FAILURE(start({}, 1024, 64 * 1024));
     constexpr unsigned kMessages = 20000;  // ~1.2 MB of frames
     constexpr unsigned kWindow = 512;
     RespClients& cl = *clients_;
@@ -299,9 +296,7 @@ TEST_F(BrokerTcp, SubscriberBehindByManySmallMessagesIsNotCutOff) {
 // than a quarter of the core's send-queue blocks (64 here), long before 8 MiB; the subscriber
 // that reads gets every message, and every mbuf comes back (TearDown).
 TEST_F(BrokerTcp, SubscriberHoldingAQuarterOfTheSendQueueIsCutOff) {
-    Broker::Config cfg;
-    cfg.listen_port = kRedisPort;
-    ASSERT_NO_FATAL_FAILURE(start(cfg, 64, 64 * 1024));
+    ASSERT_NO_FATAL_FAILURE(start({}, 64, 64 * 1024));
     constexpr unsigned kMessages = 1000;
     RespClients& cl = *clients_;
     Tcp& ct = pair_->ctcp();
@@ -346,9 +341,7 @@ TEST_F(BrokerTcp, SubscriberHoldingAQuarterOfTheSendQueueIsCutOff) {
 // interleave per message), while the publisher itself is subscribed (its pushes come before
 // each reply), and before any other command; RESP2 and RESP3 subscribers get their own frames.
 TEST_F(BrokerTcp, RunsOfSmallPublishesGiveEachSubscriberWhatOneByOneWould) {
-    Broker::Config cfg;
-    cfg.listen_port = kRedisPort;
-    ASSERT_NO_FATAL_FAILURE(start(cfg, 1024));
+    ASSERT_NO_FATAL_FAILURE(start({}, 1024));
     RespClients& cl = *clients_;
     Tcp& ct = pair_->ctcp();
     RespConn& s2 = cl.open(ct, pair_->now());
@@ -440,9 +433,7 @@ TEST_F(BrokerTcp, RunsOfSmallPublishesGiveEachSubscriberWhatOneByOneWould) {
 // Command names match in any case (Redis: strcasecmp), and only exactly: the lookup folds case
 // by OR-ing 0x20, which no byte but a letter survives as a letter.
 TEST_F(BrokerTcp, CommandNamesMatchInAnyCaseAndOnlyExactly) {
-    Broker::Config cfg;
-    cfg.listen_port = kRedisPort;
-    ASSERT_NO_FATAL_FAILURE(start(cfg, 256));
+    ASSERT_NO_FATAL_FAILURE(start({}, 256));
     RespClients& cl = *clients_;
     Tcp& ct = pair_->ctcp();
     RespConn& c = cl.open(ct, pair_->now());
