@@ -11,7 +11,8 @@ namespace sluice::bench {
 
 void LatencyHistogram::clear() {
     std::fill(std::begin(counts_), std::end(counts_), uint64_t(0));
-    n_ = max_ = 0;
+    n_ = max_ = run_ = 0;
+    last_ = 0;
 }
 
 uint64_t LatencyHistogram::upper_bound(unsigned i) {
@@ -23,14 +24,15 @@ uint64_t LatencyHistogram::upper_bound(unsigned i) {
 }
 
 uint64_t LatencyHistogram::percentile(double q) const {
-    if (n_ == 0) return 0;
+    const uint64_t n = count();
+    if (n == 0) return 0;
     q = std::clamp(q, 0.0, 1.0);
-    uint64_t rank = uint64_t(q * double(n_) + 0.999999999);
+    uint64_t rank = uint64_t(q * double(n) + 0.999999999);
     if (rank < 1) rank = 1;
-    if (rank > n_) rank = n_;
+    if (rank > n) rank = n;
     uint64_t seen = 0;
     for (unsigned i = 0; i < kBuckets; ++i) {
-        seen += counts_[i];
+        seen += counts_[i] + (i == last_ ? run_ : 0);
         if (seen >= rank) return std::min(upper_bound(i), max_);
     }
     return max_;
@@ -556,7 +558,7 @@ bool PubSubLoad::message(Sub& s, uint64_t ts, uint64_t seq, uint64_t now) {
     }
     if (now < t_end_) {
         delivered_++;
-        hist_.record(now > ts ? uint64_t(double(now - ts) * ns_per_tick_) : 0);
+        hist_.record(now > ts ? now - ts : 0);  // ticks: converted when reported
     } else {
         late_++;
     }
@@ -667,8 +669,7 @@ void PubSubLoad::report(FILE* line_out, FILE* detail_out) const {
                 " seconds=%.3f delivered_per_s=%.0f p50_us=%.2f p99_us=%.2f lost=%" PRIu64
                 " reordered=%" PRIu64 "\n",
                 cfg_.subs, cfg_.size, published_, delivered_, secs, double(delivered_) / secs,
-                double(hist_.percentile(0.50)) / 1e3, double(hist_.percentile(0.99)) / 1e3, lost(),
-                reordered());
+                us(hist_.percentile(0.50)), us(hist_.percentile(0.99)), lost(), reordered());
         fflush(line_out);
     }
     const double drain_s =
@@ -678,8 +679,8 @@ void PubSubLoad::report(FILE* line_out, FILE* detail_out) const {
             "max_us=%.2f replies=%" PRIu64 " reply_mismatch=%" PRIu64 " late=%" PRIu64
             " drained=%s drain_s=%.3f\n",
             cfg_.subs, cfg_.size, cfg_.window, cfg_.lag, cfg_.channel.c_str(),
-            double(hist_.percentile(0.999)) / 1e3, double(hist_.max()) / 1e3, replies_,
-            reply_mismatch_, late_, drained_ ? "yes" : "no", drain_s);
+            us(hist_.percentile(0.999)), us(hist_.max()), replies_, reply_mismatch_, late_,
+            drained_ ? "yes" : "no", drain_s);
     if (!error_.empty()) fprintf(detail_out, "pubsub: error: %s\n", error_.c_str());
     if (!measured && error_.empty()) fprintf(detail_out, "pubsub: error: nothing measured\n");
     if (reply_mismatch_)

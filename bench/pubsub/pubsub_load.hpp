@@ -55,23 +55,32 @@
 
 namespace sluice::bench {
 
-// Log-linear histogram of non-negative integers (nanoseconds here), HdrHistogram's layout:
+// Log-linear histogram of non-negative integers (clock ticks here), HdrHistogram's layout:
 // values below 2^kSubBits each have their bucket; above, every power of two is split into
 // 2^kSubBits buckets (relative width 1/64: < 1.6% error). Values from 2^kMaxBits (~18 min in
-// ns) on share the last bucket.
+// ns, ~7 min in 2.5 GHz TSC ticks) on share the last bucket.
 class LatencyHistogram {
   public:
     static constexpr unsigned kSubBits = 6;
     static constexpr unsigned kMaxBits = 40;
     static constexpr unsigned kBuckets = (kMaxBits - kSubBits + 1) << kSubBits;
 
+    // Consecutive values in one bucket (a message reaching many subscribers in one chunk) are
+    // counted in a register and added once: incrementing the same counter back to back waits
+    // on the previous store each time.
     void record(uint64_t v) {
-        counts_[index(v)]++;
-        n_++;
+        const unsigned i = index(v);
+        if (i != last_) {
+            counts_[last_] += run_;
+            n_ += run_;
+            last_ = i;
+            run_ = 0;
+        }
+        run_++;
         if (v > max_) max_ = v;
     }
     void clear();
-    uint64_t count() const { return n_; }
+    uint64_t count() const { return n_ + run_; }
     uint64_t max() const { return max_; }
     // The smallest bucket bound below which a fraction q (0..1) of the values lie: the upper
     // bound of the bucket holding the value of rank ceil(q * count), at most max(). 0 if empty.
@@ -89,7 +98,9 @@ class LatencyHistogram {
 
   private:
     uint64_t counts_[kBuckets] = {};
-    uint64_t n_ = 0, max_ = 0;
+    uint64_t n_ = 0, max_ = 0;  // n_: values in counts_ (run_ more are in bucket last_)
+    unsigned last_ = 0;
+    uint64_t run_ = 0;
 };
 
 // Incremental reader of a RESP2/RESP3 reply stream, as much of it as a pub/sub client sees:
@@ -231,6 +242,7 @@ class PubSubLoad {
     PubSubConfig cfg_;
     uint64_t hz_ = 1;
     double ns_per_tick_ = 1;
+    double us(uint64_t ticks) const { return double(ticks) * ns_per_tick_ / 1e3; }
     Phase phase_ = Phase::setup;
     std::string subscribe_cmd_;
     std::string pub_tmpl_;  // one PUBLISH command; payload at pub_payload_off_
