@@ -184,6 +184,7 @@ bool Tcp::init(const TcpConfig& cfg, Stack* stack, int socket_id, const uint8_t 
     cfg_ = cfg;
     stack_ = stack;
     pool_ = stack->pool();
+    set_inline_max();
     memcpy(secret_, secret, sizeof secret_);
     hz_ = stack->config().tsc_hz;
     tick_div_ = hz_ / 1000;
@@ -2453,12 +2454,21 @@ void Tcp::send_syn(TcpConn* c, uint64_t now) {
     }
 }
 
+// Room behind the largest headers: Ethernet, IPv4, TCP with 40 bytes of options.
+constexpr uint32_t kMaxHdrs = kHdrs + kTcpHdrLen + 40;
+
 void Tcp::set_linear_tx(bool on) {
-    // Room behind the largest headers: Ethernet, IPv4, TCP with 40 bytes of options.
-    constexpr uint32_t kMaxHdrs = kHdrs + kTcpHdrLen + 40;
     const uint32_t room =
         pool_ ? uint32_t(rte_pktmbuf_data_room_size(pool_) - RTE_PKTMBUF_HEADROOM) : 0;
     linear_max_ = on && room > kMaxHdrs ? room - kMaxHdrs : 0;
+}
+
+void Tcp::set_inline_max() {
+    const uint32_t room = small_ ? small_room_
+                          : pool_
+                              ? uint32_t(rte_pktmbuf_data_room_size(pool_) - RTE_PKTMBUF_HEADROOM)
+                              : 0;
+    inline_max_ = room > kMaxHdrs ? std::min(kInlinePayload, room - kMaxHdrs) : 0;
 }
 
 // Builds and sends one segment [seq, seq + len) of the send queue with `flags`: a header mbuf
@@ -2474,8 +2484,8 @@ bool Tcp::send_segment(TcpConn* c, uint32_t seq, uint32_t len, uint8_t flags, ui
     // when it spans several send-queue pieces (pub/sub frames, send_copy's buffers): one
     // indirect mbuf over a single piece costs less than copying it (bulk by reference over
     // memif: ~15.5 Gbit/s chained, ~12.9 copied), several cost more (send_copy: 3.2 -> 4.7).
-    const bool linear = len > kInlinePayload && len <= linear_max_ && sq_pieces(c, seq, len, 2) > 1;
-    const bool inline_copy = len && (len <= kInlinePayload || linear);
+    const bool linear = len > inline_max_ && len <= linear_max_ && sq_pieces(c, seq, len, 2) > 1;
+    const bool inline_copy = len && (len <= inline_max_ || linear);
     rte_mbuf* h = linear ? rte_pktmbuf_alloc(pool_) : alloc_small();
     if (!h) {
         ctr_.no_mbuf++;

@@ -236,6 +236,51 @@ TEST_F(TcpSendQueue, ReplacedCopyBufferLivesUntilItsLastPieceIsAcked) {
 // payload in, using the sums send_ref was given for whole pieces (a piece at an odd offset
 // byte-swapped, a piece cut by the segment's end summed from its bytes), and the segment
 // leaves without the offload request. The fixture's TX stage then verifies every checksum.
+// A payload of up to Tcp::kInlinePayload (256) bytes is copied behind the headers into the
+// header mbuf (one mbuf, no reference on the app's buffer); a larger one is chained by
+// reference. With header mbufs too small for that (a small pool of 160 bytes), only what fits
+// behind the largest headers is copied: a 100-byte payload goes by reference, intact.
+TEST_F(TcpSendQueue, SmallPayloadsGoBehindTheHeadersWhereTheHeaderMbufHasRoom) {
+    ASSERT_NO_FATAL_FAILURE(open_passive());
+    tcp().set_nodelay(conn_, true);
+    const Bytes body = pattern(1000, 9);
+    rte_mbuf* shared = buffer(body);
+    ASSERT_NE(shared, nullptr);
+    // The data segments in the TX batch: their mbuf counts, then their payloads (tx_segs).
+    auto send = [&](uint32_t off, uint32_t len) {
+        EXPECT_EQ(tcp().send_ref(conn_, shared, uint16_t(off), uint16_t(len)), 0);
+        tcp().flush(now_);
+        std::vector<uint16_t> segs;
+        proto::TxBatch& tx = stack().tx();
+        for (uint16_t i = 0; i < tx.size(); ++i) {
+            const rte_mbuf* m = tx.data()[i];
+            if (m->pkt_len > 14 + 20 + 20 + 12) segs.push_back(m->nb_segs);
+        }
+        Bytes got;
+        for (const TcpSeg& sg : tx_segs())
+            got.insert(got.end(), sg.payload.begin(), sg.payload.end());
+        EXPECT_EQ(got, Bytes(body.begin() + off, body.begin() + off + len));
+        pack_ += len;
+        rx_ack(pack_);
+        tx_segs();
+        return segs;
+    };
+    using Segs = std::vector<uint16_t>;
+    EXPECT_EQ(send(0, 256), Segs{1}) << "copied behind the headers";
+    EXPECT_EQ(send(300, 257), Segs{2}) << "chained by reference";
+    rte_mempool* tiny =
+        rte_pktmbuf_pool_create("ut_tcp_tiny", 255, 0, 0, uint16_t(RTE_PKTMBUF_HEADROOM + 160), 0);
+    ASSERT_NE(tiny, nullptr);
+    tcp().set_small_pool(tiny);
+    EXPECT_EQ(send(10, 100), Segs{2}) << "no room behind the largest headers: by reference";
+    EXPECT_EQ(send(600, 60), Segs{1}) << "room for 60";
+    tcp().set_small_pool(nullptr);
+    EXPECT_EQ(rte_mempool_avail_count(tiny), tiny->size);
+    rte_mempool_free(tiny);
+    EXPECT_EQ(rte_mbuf_refcnt_read(shared), 1);
+    rte_pktmbuf_free(shared);
+}
+
 TEST_F(TcpSendQueue, SoftwareChecksumUsesTheSumsSendRefWasGiven) {
     proto::TcpConfig cfg = tcp_config();
     cfg.tlp = false;
