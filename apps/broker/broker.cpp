@@ -241,6 +241,22 @@ const char* kind_word(Kind k, bool sub) {
     return "";
 }
 
+// The kind word of a message frame: "message" (PUBLISH) or "smessage" (SPUBLISH).
+std::string_view message_kind(Kind k) {
+    return k == Kind::shard ? "smessage" : "message";
+}
+
+// A message frame's header written with the encoders, piece by piece (for names too long for
+// the formatted header): *3 or *4 (RESP3: >), the kind ("pmessage" with a pattern), the pattern,
+// the channel, and the payload's length line. false: out of mbufs.
+bool put_header_pieces(OutBuf& o, int resp, std::string_view kind, const std::string* pattern,
+                       std::string_view channel, uint32_t payload_len) {
+    char len[24];
+    const int ln = snprintf(len, sizeof len, "$%u\r\n", payload_len);
+    return o.push(pattern ? 4 : 3, resp) && o.bulk(pattern ? std::string_view("pmessage") : kind) &&
+           (!pattern || o.bulk(*pattern)) && o.bulk(channel) && o.put(len, uint32_t(ln));
+}
+
 // /sluice/broker: the workers' counters summed. The bus outlives no broker: the pointer is
 // cleared before the brokers go (telemetry commands cannot be unregistered).
 std::atomic<Bus*> g_telemetry_bus{nullptr};
@@ -806,7 +822,7 @@ struct Broker::Fanout {
     }
     void init(Kind kk, std::string_view ch, uint32_t len, bool copy_it) {
         k = kk;
-        kind = k == Kind::shard ? "smessage" : "message";
+        kind = message_kind(k);
         channel = ch;
         payload_len = len;
         copy = copy_it;
@@ -900,7 +916,7 @@ struct Broker::Batch {
     Frames v[2];  // RESP2 "*3" frames, RESP3 ">3" pushes
 
     Batch() { channel.reserve(256); }
-    std::string_view kind() const { return k == Kind::shard ? "smessage" : "message"; }
+    std::string_view kind() const { return message_kind(k); }
     bool same(Kind kk, std::string_view ch) const { return kk == k && ch == channel; }
     std::string_view msg(uint32_t i) const { return {data + off[i], off[i + 1] - off[i]}; }
     const Frames& frames_for(int resp) {
@@ -940,9 +956,8 @@ bool Broker::batch_add(Kind k, std::string_view channel, const Arg& msg, uint32_
     if (!in_run) flush_batch();
     if (!b.n || msg.len != b.last_len || k != b.k) {
         b.last_len = msg.len;
-        b.last_frame = uint64_t(message_header_size(k == Kind::shard ? "smessage" : "message",
-                                                    channel, msg.len)) +
-                       msg.len + 2;
+        b.last_frame =
+            uint64_t(message_header_size(message_kind(k), channel, msg.len)) + msg.len + 2;
     }
     const uint64_t frame = b.last_frame;
     if (frame > Batch::kFrames || msg.len > Batch::kPayload) return false;
@@ -977,12 +992,9 @@ void Broker::flush_batch() {
             // it), but correct whatever happens: each message's pmessage frame.
             for (uint32_t i = 0; i < b.n && ok; ++i) {
                 const std::string_view m = b.msg(i);
-                char len[24];
-                const int ln = snprintf(len, sizeof len, "$%zu\r\n", m.size());
-                ok = sub.out.push(4, sub.resp) && sub.out.bulk("pmessage") &&
-                     sub.out.bulk(*pattern) && sub.out.bulk(b.channel) &&
-                     sub.out.put(len, uint32_t(ln)) && sub.out.put(m.data(), uint32_t(m.size())) &&
-                     sub.out.put("\r\n", 2);
+                ok = put_header_pieces(sub.out, sub.resp, b.kind(), pattern, b.channel,
+                                       uint32_t(m.size())) &&
+                     sub.out.put(m.data(), uint32_t(m.size())) && sub.out.put("\r\n", 2);
             }
         }
         if (!ok) {
@@ -1225,12 +1237,7 @@ bool Broker::deliver_frame(Client& sub, Fanout& f, const std::string* pattern) {
     } else if (v.hdr) {
         ok = sub.out.put(v.bytes + hdr_done, v.len - hdr_done);
     } else {  // a long name: the encoders, piece by piece
-        char len[24];
-        const int ln = snprintf(len, sizeof len, "$%u\r\n", f.payload_len);
-        ok = sub.out.push(pattern ? 4 : 3, sub.resp) &&
-             sub.out.bulk(pattern ? std::string_view("pmessage") : f.kind) &&
-             (!pattern || sub.out.bulk(*pattern)) && sub.out.bulk(f.channel) &&
-             sub.out.put(len, uint32_t(ln));
+        ok = put_header_pieces(sub.out, sub.resp, f.kind, pattern, f.channel, f.payload_len);
     }
     if (!ok) return false;
     if (rest) {
