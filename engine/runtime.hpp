@@ -517,7 +517,7 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
     sc.ip = opt.ip;
     sc.prefix_len = opt.prefix_len;
     sc.gateway = opt.gateway;
-    sc.mtu = opt.mtu;
+    sc.mtu = port.mtu();  // what the port carries: --mtu, unless it cannot (said on stderr)
     sc.tsc_hz = rte_get_tsc_hz();
 
     for (unsigned i = 0; i < n_workers && ok; ++i) {
@@ -538,7 +538,7 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         if constexpr (kTcp) {
             if (ok) {
                 proto::TcpConfig tc;
-                tc.mss = uint16_t(opt.mtu - 40);
+                tc.mss = uint16_t(sc.mtu - 40);
                 if constexpr (requires(App a, proto::TcpConfig & c) { a.tcp_config(c); })
                     w->app.tcp_config(tc);
                 if (!w->tcp.init(tc, &w->stack, socket, tcp_secret, rte_rdtsc())) ok = false;
@@ -601,7 +601,7 @@ int Runtime<App>::run(const char* app_name, const Options& opt, const AppConfig&
         info["tsc_hz"] = std::to_string(rte_get_tsc_hz());
         info["ip"] = format_ipv4(opt.ip) + "/" + std::to_string(opt.prefix_len);
         info["gateway"] = opt.gateway ? format_ipv4(opt.gateway) : "none";
-        info["mtu"] = std::to_string(opt.mtu);
+        info["mtu"] = std::to_string(sc.mtu);
         info["workers"] = std::to_string(n_workers);
         info["rx_queues"] = std::to_string(port.rx_queues());
         info["tx_queues"] = std::to_string(port.tx_queues());

@@ -1,5 +1,6 @@
 #include "pmd/port.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -103,6 +104,24 @@ int Port::open_id(uint16_t port_id, const PortConfig& cfg, rte_mempool* pool) {
     return rc;
 }
 
+// The MTU the port will carry, given the one wanted (configure's second half).
+uint16_t Port::settle_mtu(uint16_t want, const rte_eth_dev_info& info) {
+    uint16_t cur = RTE_ETHER_MTU;
+    if (rte_eth_dev_get_mtu(id_, &cur) != 0) cur = RTE_ETHER_MTU;
+    if (want == cur) return want;
+    const int rc = rte_eth_dev_set_mtu(id_, want);
+    if (rc == 0) return want;
+    // No MTU setting, but frames that long get through (net_ring hands mbufs over whole; a
+    // shorter MTU than the port's is always carried).
+    if (rc == -ENOTSUP && uint64_t(want) + kL2Overhead <= info.max_rx_pktlen) return want;
+    const uint16_t got = std::min(want, cur);
+    fprintf(stderr,
+            "sluice: port %s: MTU %u not available (%s; the port takes frames up to %u bytes): "
+            "using %u\n",
+            name_.c_str(), want, strerror(-rc), info.max_rx_pktlen, got);
+    return got;
+}
+
 int Port::configure(const PortConfig& cfg, rte_mempool* pool) {
     rte_eth_dev_info info{};
     int rc = rte_eth_dev_info_get(id_, &info);
@@ -154,13 +173,17 @@ int Port::configure(const PortConfig& cfg, rte_mempool* pool) {
         nb_rxq_ = 1;  // no RSS: more queues would only split flows arbitrarily
     }
 
+    // A frame longer than one mbuf of the RX pool needs scattered RX, where the port has it.
+    const uint32_t frame = uint32_t(cfg.mtu) + kL2Overhead;
+    const uint32_t room = rte_pktmbuf_data_room_size(pool) - RTE_PKTMBUF_HEADROOM;
+    if (frame > room) conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER & info.rx_offload_capa;
+
     rc = rte_eth_dev_configure(id_, nb_rxq_, nb_txq_, &conf);
     if (rc != 0) {
         fprintf(stderr, "sluice: port %s: configure failed: %s\n", name_.c_str(), strerror(-rc));
         return rc;
     }
-    // A port that cannot change its MTU keeps its own; vdevs commonly answer -ENOTSUP.
-    if (cfg.mtu != RTE_ETHER_MTU) rte_eth_dev_set_mtu(id_, cfg.mtu);
+    mtu_ = settle_mtu(cfg.mtu, info);
 
     uint16_t nrx = cfg.rx_desc, ntx = cfg.tx_desc;
     rte_eth_dev_adjust_nb_rx_tx_desc(id_, &nrx, &ntx);

@@ -28,6 +28,8 @@ struct DeviceSpec {
 // asks for mbufs large enough to hold them; the stack then sees the datagram unfragmented.
 DeviceSpec parse_device(const std::string& s);
 inline constexpr uint16_t kAfPacketFrame = 16384;
+// What a frame carries besides its IP packet, as DPDK counts it against max_rx_pktlen.
+inline constexpr uint32_t kL2Overhead = RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN;
 
 // Checksum and RSS capabilities as negotiated with the port.
 struct Offloads {
@@ -44,7 +46,7 @@ struct PortConfig {
     uint16_t tx_queues = 1;
     uint16_t rx_desc = 1024;
     uint16_t tx_desc = 1024;
-    uint16_t mtu = 1500;
+    uint16_t mtu = 1500;      // wanted; Port::mtu() says what the port carries
     bool hw_offloads = true;  // false: do everything in software (testing the fallback)
     // Without RSS a port's extra RX queues would split flows arbitrarily, so by default it
     // gets one (the engine's software-RSS stage spreads flows instead). Ports whose queues
@@ -101,6 +103,11 @@ class Port {
     // so the kernel sees a peer with an address of its own.
     const rte_ether_addr& station_mac() const { return station_mac_; }
     const char* driver() const { return driver_; }
+    // The IP MTU the port carries: PortConfig::mtu where the port took it (rte_eth_dev_set_mtu)
+    // or carries frames that long without an MTU setting (net_ring: its max_rx_pktlen); else
+    // the port's own, said on stderr. The stack must not send more (a longer frame is dropped
+    // by the port or the peer, silently).
+    uint16_t mtu() const { return mtu_; }
     // The driver copies frames on TX (driver_copies_tx): chaining buys nothing there.
     bool tx_copies() const { return tx_copies_; }
     const std::string& name() const { return name_; }
@@ -129,6 +136,7 @@ class Port {
 
   private:
     int configure(const PortConfig& cfg, rte_mempool* pool);
+    uint16_t settle_mtu(uint16_t want, const rte_eth_dev_info& info);
 
     bool open_ = false;
     bool started_ = false;
@@ -136,6 +144,7 @@ class Port {
     uint16_t id_ = 0;
     uint16_t nb_rxq_ = 0;
     uint16_t nb_txq_ = 0;
+    uint16_t mtu_ = RTE_ETHER_MTU;
     Offloads off_{};
     rte_ether_addr mac_{};
     rte_ether_addr station_mac_{};

@@ -66,7 +66,7 @@ const char* tcp_close_reason_name(TcpCloseReason r);
 
 struct TcpConfig {
     uint32_t max_conns = 16384;      // per core, TIME_WAIT included
-    uint16_t mss = 1460;             // what we announce; min(MTU - 40, this)
+    uint16_t mss = 65495;            // what we announce at most: min(MTU - 40, this)
     uint32_t rcv_buf = 1 << 20;      // receive window we offer (bytes; scaled, RFC 7323 2)
     uint32_t snd_buf = 1 << 20;      // send queue limit: writable() below it
     uint32_t rto_min_ms = 200;       // RFC 6298 2.4 says 1 s; 200 ms as Linux (configurable)

@@ -2,6 +2,7 @@
 // (RFC 6298 5, RFC 1122 4.2.3.5), simultaneous open, SYN cookies.
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #include "engine/soft_rss.hpp"
 #include "tests/unit/tcp_fixture.hpp"
@@ -115,6 +116,31 @@ TEST_F(TcpHandshake, PassiveOpenSynAckCarriesOptionsThenEstablished) {
     EXPECT_EQ(tapp_.conn, c);
     EXPECT_EQ(tctr().passive_opens, 1u);
     EXPECT_EQ(tctr().established, 1u);
+}
+
+// RFC 9293 3.7.1 / RFC 879: the MSS we announce is the MTU less the IP and TCP headers, so a
+// jumbo MTU (--mtu 9000) gives jumbo segments; TcpConfig::mss caps it only where set lower.
+TEST_F(TcpHandshake, AnnouncedMssFollowsTheMtuUnlessCappedLower) {
+    for (const auto& [cap, expect] :
+         {std::pair<uint16_t, uint16_t>{proto::TcpConfig{}.mss, 8960}, {1400, 1400}}) {
+        tcp_.reset();  // it refers to the stack
+        proto::StackConfig sc = default_config();
+        sc.mtu = 9000;
+        ASSERT_NO_FATAL_FAILURE(start(sc));
+        stack().arp_learned(proto::Stack::ArpFact{rte_cpu_to_be_32(kPeerIp), kPeerMac}, now_);
+        proto::TcpConfig tc = tcp_config();
+        tc.mss = cap;
+        ASSERT_NO_FATAL_FAILURE(start_tcp(tc));
+        ASSERT_EQ(tcp().listen(kSrvPort), 0);
+        listening_ = true;
+        TcpOpts syn = linux_syn_opts();
+        syn.mss = 8960;
+        rx_seg(kTcpSyn, kPeerIsn, 0, {}, syn);
+        const TcpSeg sa = tx_one();
+        EXPECT_EQ(sa.flags, kTcpSyn | kTcpAck);
+        ASSERT_TRUE(sa.mss.has_value());
+        EXPECT_EQ(*sa.mss, expect) << "configured cap " << cap;
+    }
 }
 
 // RFC 7323 1.3 / RFC 2018 2: options the SYN did not carry are not sent; RFC 9293 3.7.1: no

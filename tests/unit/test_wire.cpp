@@ -1,10 +1,14 @@
 // pmd::Wire and pmd::Port: two ring-backed ports back to back.
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <rte_ethdev.h>
 
+#include "pmd/port.hpp"
 #include "pmd/wire.hpp"
 #include "tests/unit/packet_builder.hpp"
 #include "tests/unit/unit_env.hpp"
@@ -130,6 +134,53 @@ TEST_F(Wire, TrustedLinkHandsChecksumRequestsOverAsVerified) {
     ASSERT_EQ(w.b().rx(0, &got, 1), 1);
     EXPECT_EQ(got->ol_flags, RTE_MBUF_F_RX_IP_CKSUM_GOOD | RTE_MBUF_F_RX_L4_CKSUM_GOOD);
     rte_pktmbuf_free(got);
+}
+
+// The ring ports have no MTU setting (-ENOTSUP) but hand any mbuf chain over whole: a jumbo
+// MTU is theirs to carry, and Port::mtu() says so (the stack sizes its segments by it).
+TEST_F(Wire, CarriesAJumboMtu) {
+    pmd::Wire w;
+    pmd::PortConfig c;
+    c.mtu = 9000;
+    ASSERT_EQ(w.open(fresh_name(), c, unit_pool()), 0);
+    EXPECT_EQ(w.a().mtu(), 9000);
+    EXPECT_EQ(w.b().mtu(), 9000);
+    const Bytes frame = pattern(9000 + 14, 7);
+    rte_mbuf* m = to_mbuf(unit_pool(), frame);
+    ASSERT_NE(m, nullptr);
+    EXPECT_GT(m->nb_segs, 1) << "longer than one mbuf of the pool";
+    uint64_t sw = 0;
+    ASSERT_EQ(w.a().tx(0, &m, 1, &sw), 1);
+    rte_mbuf* got = nullptr;
+    ASSERT_EQ(w.b().rx(0, &got, 1), 1);
+    EXPECT_EQ(mbuf_bytes(got), frame);
+    rte_pktmbuf_free(got);
+
+    pmd::Wire small;  // and a short one: always carried
+    c.mtu = 1280;
+    ASSERT_EQ(small.open(fresh_name(), c, unit_pool()), 0);
+    EXPECT_EQ(small.a().mtu(), 1280);
+}
+
+// A port whose frames cannot grow to the wanted MTU keeps its own and says so, rather than
+// have the stack send frames it drops. net_memif's frames stop at 1518 bytes in DPDK 22.11
+// (max_rx_pktlen) and it has no MTU setting; a shorter MTU it carries as asked.
+TEST_F(Wire, PortKeepsItsOwnMtuWhereTheWantedOneDoesNotFit) {
+    static unsigned n = 0;
+    for (const auto& [want, expect] : {std::pair<uint16_t, uint16_t>{9000, 1500}, {1280, 1280}}) {
+        const std::string sock =
+            "/tmp/sluice-unit-mtu-" + std::to_string(getpid()) + "-" + std::to_string(n) + ".sock";
+        pmd::Port p;
+        pmd::PortConfig c;
+        c.mtu = want;
+        const std::string dev =
+            "net_memif" + std::to_string(100 + n++) + ",role=server,socket=" + sock;
+        ASSERT_EQ(p.open(dev, c, unit_pool()), 0) << dev;
+        EXPECT_STREQ(p.driver(), "net_memif");
+        EXPECT_EQ(p.mtu(), expect) << "wanted " << want;
+        p.close();
+        unlink(sock.c_str());
+    }
 }
 
 TEST_F(Wire, CloseReturnsInFlightMbufs) {
