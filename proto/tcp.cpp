@@ -2623,20 +2623,30 @@ Tcp::SqPos Tcp::sq_seek(TcpConn* c, uint32_t seq, uint32_t& piece_seq) {
 }
 
 // The payload of a segment: indirect mbufs over the send queue, or, when the range spans more
-// pieces than a NIC gathers (kMaxGather), one copy of it (the queue still holds the pieces).
+// pieces than a NIC gathers (kMaxGather), one copy of it (the queue still holds the pieces):
+// in one mbuf of the pool, or in as few as hold it where the segment is longer (a jumbo MTU).
 rte_mbuf* Tcp::sq_payload(TcpConn* c, uint32_t seq, uint32_t len) {
     // Pieces averaging below kMinGatherPiece bytes are copied too: an indirect mbuf (an
     // allocation, an atomic, a free on the ACK) costs more than copying that many bytes.
     const uint32_t pieces = sq_pieces(c, seq, len, kMaxGather + 1);
     if (pieces <= kMaxGather && (pieces == 1 || len >= pieces * kMinGatherPiece))
         return sq_clone(c, seq, len);
-    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
-    if (m && rte_pktmbuf_tailroom(m) >= len) {
-        sq_copy(c, seq, len, rte_pktmbuf_append(m, uint16_t(len)));
+    const uint32_t room = rte_pktmbuf_data_room_size(pool_) - RTE_PKTMBUF_HEADROOM;
+    const uint32_t n = room ? (len + room - 1) / room : 0;
+    rte_mbuf* segs[kMaxGather];
+    if (n && n < kMaxGather && rte_pktmbuf_alloc_bulk(pool_, segs, n) == 0) {
+        uint32_t done = 0;
+        for (uint32_t i = 0; i < n; ++i) {
+            const uint32_t take = std::min(room, len - done);
+            sq_copy(c, seq + done, take, rte_pktmbuf_append(segs[i], uint16_t(take)));
+            done += take;
+            if (i) segs[i - 1]->next = segs[i];
+        }
+        segs[0]->nb_segs = uint16_t(n);
+        segs[0]->pkt_len = len;
         ctr_.gather_copies++;
-        return m;
+        return segs[0];
     }
-    if (m) rte_pktmbuf_free(m);
     return sq_clone(c, seq, len);
 }
 

@@ -578,7 +578,7 @@ class Tcp {
     // The most send-queue pieces one segment gathers by reference: NICs cap the gather list
     // (i40e and ice: 8 descriptors for a packet without TSO), and past a few pieces a copy of
     // at most one MSS costs less than an indirect mbuf each (many small app writes: pub/sub
-    // frames, pipelined replies). Such a segment is copied into one mbuf instead.
+    // frames, pipelined replies). Such a segment is copied instead, into as few mbufs as hold it.
     static constexpr uint32_t kMaxGather = 7;
     static constexpr uint32_t kMinGatherPiece = 256;  // average bytes per gathered piece
     uint32_t sq_pieces(TcpConn* c, uint32_t seq, uint32_t len, uint32_t max);

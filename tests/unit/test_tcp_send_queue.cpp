@@ -281,6 +281,52 @@ TEST_F(TcpSendQueue, SmallPayloadsGoBehindTheHeadersWhereTheHeaderMbufHasRoom) {
     rte_pktmbuf_free(shared);
 }
 
+// A jumbo segment (MTU 9000) over more send-queue pieces than a NIC gathers is copied into as
+// few pool mbufs as hold it: its chain stays within kMaxGather, whatever the segment's length.
+TEST_F(TcpSendQueue, JumboSegmentsOverManyPiecesStayWithinWhatANicGathers) {
+    tcp_.reset();
+    proto::StackConfig sc = default_config();
+    sc.mtu = 9000;
+    ASSERT_NO_FATAL_FAILURE(start(sc));
+    stack().arp_learned(proto::Stack::ArpFact{rte_cpu_to_be_32(kPeerIp), kPeerMac}, now_);
+    ASSERT_NO_FATAL_FAILURE(start_tcp(tcp_config()));
+    TcpOpts syn = linux_syn_opts();
+    syn.mss = 8960;
+    ASSERT_NO_FATAL_FAILURE(open_passive(syn));
+    tcp().set_nodelay(conn_, true);
+    const Bytes body = pattern(1200, 5);
+    rte_mbuf* shared = buffer(body);
+    ASSERT_NE(shared, nullptr);
+    Bytes want;
+    for (int i = 0; i < 24; ++i) {  // 24 frames of a 20-byte header and 700 shared bytes
+        const Bytes hdr = pattern(20, uint8_t(70 + i));
+        ASSERT_EQ(tcp().send_copy(conn_, hdr.data(), uint32_t(hdr.size())), int(hdr.size()));
+        ASSERT_EQ(tcp().send_ref(conn_, shared, uint16_t(20 * i), 700), 0);
+        want.insert(want.end(), hdr.begin(), hdr.end());
+        want.insert(want.end(), body.begin() + 20 * i, body.begin() + 20 * i + 700);
+    }
+    tcp().flush(now_);
+    std::vector<uint16_t> segs;
+    proto::TxBatch& tx = stack().tx();
+    for (uint16_t i = 0; i < tx.size(); ++i) segs.push_back(tx.data()[i]->nb_segs);
+    std::vector<TcpSeg> sent = tx_segs();
+    ASSERT_EQ(sent.size(), 2u) << "17,280 bytes in segments of 8,948";
+    EXPECT_EQ(sent[0].len(), 8960u - 12) << "full: the MSS less the timestamps";
+    Bytes got;
+    for (const TcpSeg& sg : sent) got.insert(got.end(), sg.payload.begin(), sg.payload.end());
+    EXPECT_EQ(got, want);
+    for (uint16_t n : segs) {
+        EXPECT_GT(n, 2) << "longer than one mbuf of the pool";
+        EXPECT_LE(n, 7) << "Tcp::kMaxGather";
+    }
+    EXPECT_EQ(tctr().gather_copies, 2u);
+    pack_ += uint32_t(want.size());
+    rx_ack(pack_);
+    tx_segs();
+    EXPECT_EQ(rte_mbuf_refcnt_read(shared), 1);
+    rte_pktmbuf_free(shared);
+}
+
 TEST_F(TcpSendQueue, SoftwareChecksumUsesTheSumsSendRefWasGiven) {
     proto::TcpConfig cfg = tcp_config();
     cfg.tlp = false;
