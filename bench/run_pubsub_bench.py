@@ -158,7 +158,8 @@ class Plan(PlanBase):
         copy = (["--copy-below", str(self.a.copy_below)] if self.a.copy_below is not None
                 else [])
         mem = ["--huge-unlink"] if self.a.hugepages else ["--no-huge", "-m", "1024"]
-        client = [self.wire_bin] + self.load_args(w) + copy + [
+        mtu = ["--mtu", str(self.a.wire_mtu)] if self.a.wire_mtu != 1500 else []
+        client = [self.wire_bin] + self.load_args(w) + copy + mtu + [
             "--", "-l", f"{self.client_cpu},{self.server_cpu}"] + mem + [
             "--no-pci", "--file-prefix", WIRE_PREFIX]
         return {"client": client}
@@ -487,8 +488,14 @@ def parse_args(argv):
                          "for the Sluice runs, as DPDK is deployed, and put the machine back "
                          "afterwards; root (default 0: as the machine is; the wire runs with "
                          "--no-huge)")
+    ap.add_argument("--wire-mtu", type=int, default=1500,
+                    help="the in-memory wire's IP MTU, 576..9000 (default 1500; Linux's "
+                         "loopback, Redis's transport, has 65536); net_memif carries 1500 at "
+                         "most in DPDK 22.11")
     add_common_tail(ap, "pubsub_results.json")
     a = ap.parse_args(argv)
+    if not 576 <= a.wire_mtu <= 9000:
+        ap.error("--wire-mtu: 576..9000")
     if a.hugepages < 0 or (a.hugepages and not a.dry_run and os.geteuid() != 0):
         ap.error("--hugepages: a count >= 0, and root to reserve them")
     if not a.duration > 0 or a.runs < 1 or a.retries < 0 or not 1 <= a.window <= 65536 \
@@ -554,6 +561,7 @@ def run_all(a, plan, wls, workdir):
     meta = m.meta("bench/run_pubsub_bench.py", {"redis": redis_version(a.redis_server)})
     meta.update({
         "window": a.window, "lag": a.lag or a.window, "hugepages": a.hugepages,
+        "wire_mtu": a.wire_mtu,
         "value": "delivered_per_s: deliveries to subscribers within the window, per second",
         "ratio": "median Sluice delivered/s / median of the better Redis mode (epoll or spin): "
                  "ratio for sluice (memif), wire_ratio for wire (one process, pmd::Wire)",

@@ -9,7 +9,7 @@
 // It isolates Sluice (stack + broker) from the transport: no memif, no second process.
 //
 //   sluice-pubsub-wire-bench --subs N --size P --duration S [--window W] [--lag L]
-//                            [-- EAL options]
+//                            [--copy-below N] [--mtu M] [-- EAL options]
 // (default EAL options: a private plan, --no-huge -m 1024 --no-pci, -l 0,1). The output is the
 // generator's, as sluice-pubsub-load prints it (one `pubsub: subs=...` line on stdout, a
 // `pubsub: detail ...` line on stderr; bench/run_pubsub_bench.py reads both), then the broker's
@@ -72,11 +72,12 @@ bool parse_num(const char* v, double lo, double hi, double& out) {
 
 void usage() {
     fprintf(stderr,
-            "usage: %s --subs N --size P --duration S [--window W] [--lag L] [--copy-below N] [-- "
-            "EAL options]\n"
+            "usage: %s --subs N --size P --duration S [--window W] [--lag L] [--copy-below N] "
+            "[--mtu M] [-- EAL options]\n"
             "  N: 1..%u subscribers (default 1), P: %u..%u payload bytes (default 16),\n"
             "  S: seconds of publishing (default 5), W: PUBLISH commands without their reply\n"
-            "  (default 64), L: messages not yet at every subscriber (default: W)\n",
+            "  (default 64), L: messages not yet at every subscriber (default: W),\n"
+            "  M: both ends' IP MTU, 576..9000 (default 1500)\n",
             kProg, bench::PubSubLoad::kMaxSubs, bench::PubSubLoad::kMinSize,
             bench::PubSubLoad::kMaxSize);
 }
@@ -90,6 +91,7 @@ int main(int argc, char** argv) {
     gen.load.duration_s = 5;
     // The broker's --copy-below (its default unless given; 0: every payload by reference).
     uint32_t copy_below = apps::broker::Broker::Config{}.copy_below;
+    uint16_t mtu = 1500;
     std::vector<std::string> eal_args;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -124,6 +126,9 @@ int main(int argc, char** argv) {
         } else if (a == "--lag") {
             ok = parse_num(v, 1, PubSubLoad::kMaxWindow, x) && x == double(uint32_t(x));
             gen.load.lag = uint32_t(x);
+        } else if (a == "--mtu") {  // both ends' IP MTU (the wire is a trusted link)
+            ok = parse_num(v, 576, 9000, x) && x == double(uint32_t(x));
+            mtu = uint16_t(x);
         } else if (a == "--copy-below") {  // the broker's --copy-below
             ok = parse_num(v, 0, 65536, x) && x == double(uint32_t(x));
             copy_below = uint32_t(x);
@@ -146,7 +151,6 @@ int main(int argc, char** argv) {
         return 2;
     }
     const int socket = int(rte_socket_id());
-    const uint16_t mtu = 1500;
     rte_mempool* pool = engine::create_pool("slpw_pool", 131071, socket, RTE_MBUF_DEFAULT_BUF_SIZE);
     if (!pool) return 1;
     rte_mempool* small = nullptr;
