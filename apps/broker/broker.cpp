@@ -304,14 +304,14 @@ Broker::~Broker() {
 
 void Broker::print_summary() const {
     printf("  broker worker %u: connections=%" PRIu64 " commands=%" PRIu64 " published=%" PRIu64
-           " delivered=%" PRIu64 " batched=%" PRIu64 " remote_out=%" PRIu64 " remote_in=%" PRIu64
-           " protocol_errors=%" PRIu64 " unknown_commands=%" PRIu64 " slow_disconnects=%" PRIu64
-           " no_mbuf_disconnects=%" PRIu64 " paused=%" PRIu64 " oversized=%" PRIu64
-           " bus_no_mbuf=%" PRIu64 "\n",
+           " delivered=%" PRIu64 " batched=%" PRIu64 " unparsed=%" PRIu64 " remote_out=%" PRIu64
+           " remote_in=%" PRIu64 " protocol_errors=%" PRIu64 " unknown_commands=%" PRIu64
+           " slow_disconnects=%" PRIu64 " no_mbuf_disconnects=%" PRIu64 " paused=%" PRIu64
+           " oversized=%" PRIu64 " bus_no_mbuf=%" PRIu64 "\n",
            worker_, ctr_.connections, ctr_.commands, ctr_.published, ctr_.delivered, ctr_.batched,
-           ctr_.remote_out, ctr_.remote_in, ctr_.protocol_errors, ctr_.unknown_commands,
-           ctr_.slow_disconnects, ctr_.no_mbuf_disconnects, ctr_.paused, ctr_.oversized,
-           ctr_.bus_no_mbuf);
+           ctr_.unparsed, ctr_.remote_out, ctr_.remote_in, ctr_.protocol_errors,
+           ctr_.unknown_commands, ctr_.slow_disconnects, ctr_.no_mbuf_disconnects, ctr_.paused,
+           ctr_.oversized, ctr_.bus_no_mbuf);
 }
 
 void Broker::tcp_config(proto::TcpConfig& t) {
@@ -486,6 +486,7 @@ void Broker::detach(Client& cl) {
 void Broker::process(Tcp& tcp, Client& cl) {
     uint32_t done = 0;  // bytes of executed requests not credited to the window yet
     while (!cl.dead && !cl.closing && cl.in.size()) {
+        if (publish_same(cl, done)) continue;
         std::string_view err;
         const Parse r = cl.parser.parse(cl.in, cl.req, err);
         if (r == Parse::need_more) {
@@ -914,6 +915,11 @@ struct Broker::Batch {
         char bytes[kFrames];
     };
     Frames v[2];  // RESP2 "*3" frames, RESP3 ">3" pushes
+    // The last message's request, byte for byte up to its payload (`*3 $7 PUBLISH $n channel
+    // $len`), where it may be matched again (publish_same); req_len 0: none.
+    static constexpr uint32_t kReq = 320;
+    uint32_t req_len = 0;
+    char req[kReq];
 
     Batch() { channel.reserve(256); }
     std::string_view kind() const { return message_kind(k); }
@@ -1010,6 +1016,42 @@ void Broker::flush_batch() {
     b.n = 0;
     b.bytes = 0;
     b.frames = 0;
+    b.req_len = 0;
+}
+
+// A pipelining publisher sends the same request again and again but for the payload's bytes
+// (bench/pubsub's generator, redis-benchmark, a feed): where the next request is the run's last
+// one byte for byte up to its payload, and the payload and the two bytes after it are whole in
+// the first segment, it joins the run as cmd_publish would have it join (the same reply, counters
+// and frames), without the parser, the command table or the channel lookup. The channel's
+// subscribers cannot change within the pass (nothing else executes), so the run's count holds;
+// the run was only opened for a publisher replied to normally (cmd_publish: req_len).
+bool Broker::publish_same(Client& cl, uint32_t& done) {
+    Batch& b = *batch_;
+    const uint32_t pre = b.req_len, len = b.last_len, total = pre + len + 2;
+    if (!pre || cl.in.size() < total) return false;
+    uint32_t avail = 0;
+    const char* p = cl.in.span(0, avail);
+    // (The two bytes after the payload go unchecked, as the parser leaves them: as Redis.)
+    if (avail < total || memcmp(p, b.req, pre) != 0) return false;
+    if (b.n == Batch::kMsgs || b.bytes + len > Batch::kPayload ||
+        b.frames + b.last_frame > Batch::kFrames)
+        return false;                                        // a new run: cmd_publish starts it
+    if (!reserve(b.local * (2 + len / 1024))) return false;  // as cmd_publish: it pauses
+    ctr_.commands++;
+    memcpy(b.data + b.bytes, p + pre, len);
+    b.bytes += len;
+    b.frames += uint32_t(b.last_frame);
+    b.off[++b.n] = b.bytes;
+    ctr_.published++;
+    ctr_.unparsed++;
+    if (!cl.out.integer(b.local)) kill_later(cl, "no mbufs for a reply");
+    mark_dirty(cl);
+    const uint32_t credited = std::min(total, cl.credited);
+    cl.in.consume(total);
+    done += total - credited;
+    cl.credited -= credited;
+    return true;
 }
 
 bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
@@ -1047,8 +1089,18 @@ bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
         // Referenced frames, and the other cores, share one mbuf chain of the payload and its
         // CRLF: the received bytes by reference (zero copy).
         if ((remote_cores || !f.copy) && !f.payload_mbuf()) return false;
-        if (!(local && f.copy && !by_pattern && !cl.subscribed() &&
-              batch_add(k, channel, msg, local, in_run))) {
+        if (local && f.copy && !by_pattern && !cl.subscribed() &&
+            batch_add(k, channel, msg, local, in_run)) {
+            // The request's bytes up to the payload, for publish_same: only where nothing but
+            // this core delivers it and the publisher is replied to normally.
+            Batch& b = *batch_;
+            const char* r = msg.off != kNoOffset && msg.off <= Batch::kReq && !remote_cores &&
+                                    cl.reply == Client::Reply::on
+                                ? cl.in.contiguous(0, msg.off)
+                                : nullptr;
+            b.req_len = r ? msg.off : 0;
+            if (r) memcpy(b.req, r, msg.off);
+        } else {
             flush_batch();
             deliver_local(f);
         }

@@ -34,6 +34,7 @@ namespace sluice::apps::broker {
     X(published, "PUBLISH and SPUBLISH executed")                                 \
     X(delivered, "message frames queued to subscribers")                          \
     X(batched, "messages delivered in a run of PUBLISHes (Broker::Batch)")        \
+    X(unparsed, "PUBLISHes that joined a run unparsed (publish_same)")            \
     X(remote_out, "published messages handed to other cores")                     \
     X(remote_in, "published messages taken from other cores")                     \
     X(protocol_errors, "requests that broke RESP (answered, connection closed)")  \
@@ -160,6 +161,9 @@ class alignas(RTE_CACHE_LINE_SIZE) Broker {
     bool batch_add(Kind k, std::string_view channel, const Arg& msg, uint32_t local, bool in_run);
     // Delivers the run to this core's subscribers, if there is one.
     void flush_batch();
+    // The next request of `cl`, if it is the run's last PUBLISH again but for its payload's
+    // bytes, joined to the run without parsing it; false: nothing done (parse it).
+    bool publish_same(Client& cl, uint32_t& done);
     // Fan-out on this core; returns deliveries made.
     uint32_t deliver_local(Kind k, std::string_view channel, rte_mbuf* payload,
                            uint32_t payload_len, int from);

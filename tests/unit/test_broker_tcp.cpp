@@ -430,6 +430,91 @@ TEST_F(BrokerTcp, RunsOfSmallPublishesGiveEachSubscriberWhatOneByOneWould) {
     EXPECT_EQ(broker_->counters().delivered, 29u + 28u + 4u + 2u);
 }
 
+// A PUBLISH that repeats the run's last request byte for byte but for its payload joins the
+// run unparsed (Broker::publish_same): the subscribers, the publisher and the counters see
+// exactly what parsing each would give. Another payload length, another spelling of the
+// command, a request cut by the end of the input, CLIENT REPLY OFF or any other command in
+// between each make the next PUBLISH go through the parser again.
+TEST_F(BrokerTcp, PublishesRepeatingTheRunsLastRequestJoinItUnparsed) {
+    ASSERT_NO_FATAL_FAILURE(start({}, 1024));
+    RespClients& cl = *clients_;
+    Tcp& ct = pair_->ctcp();
+    RespConn& s2 = cl.open(ct, pair_->now());
+    RespConn& s3 = cl.open(ct, pair_->now());
+    RespConn& pub = cl.open(ct, pair_->now());
+    for (RespConn* r : {&s2, &s3, &pub}) ASSERT_NE(r->conn, nullptr);
+    auto ends_with = [](const std::string& s, const std::string& tail) {
+        return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+    };
+    cl.send(ct, s2, "*2\r\n" + bulk("SUBSCRIBE") + bulk("ch"));
+    cl.send(ct, s3,
+            "*2\r\n" + bulk("HELLO") + bulk("3") + "*2\r\n" + bulk("SUBSCRIBE") + bulk("ch"));
+    cl.send(ct, pub, "*1\r\n" + bulk("PING"));
+    ASSERT_TRUE(run([&] {
+        return ends_with(s2.in, "$2\r\nch\r\n:1\r\n") && ends_with(s3.in, "$2\r\nch\r\n:1\r\n") &&
+               ends_with(pub.in, "+PONG\r\n");
+    })) << pair_->report();
+    const size_t base2 = s2.in.size(), base3 = s3.in.size(), basepub = pub.in.size();
+    const uint64_t parsed_before = broker_->counters().commands;
+
+    std::string req, want2, want3, wantpub;
+    unsigned next = 0;
+    auto publish = [&](const char* name, unsigned n, uint32_t size, bool replied = true) {
+        for (unsigned i = 0; i < n; ++i) {
+            const std::string p = payload(next++, size);
+            req += "*3\r\n" + bulk(name) + bulk("ch") + bulk(p);
+            want2 += "*3\r\n" + bulk("message") + bulk("ch") + bulk(p);
+            want3 += ">3\r\n" + bulk("message") + bulk("ch") + bulk(p);
+            if (replied) wantpub += ":2\r\n";
+        }
+    };
+    publish("PUBLISH", 5, 16);  // 1 parsed, 4 not
+    publish("PUBLISH", 4, 17);  // another length: 1 parsed, 3 not
+    publish("publish", 3, 17);  // another spelling: 1 parsed, 2 not
+    req += "*1\r\n" + bulk("PING");
+    wantpub += "+PONG\r\n";
+    publish("PUBLISH", 2, 17);  // after another command: 1 parsed, 1 not
+    req += "*3\r\n" + bulk("CLIENT") + bulk("REPLY") + bulk("OFF");
+    publish("PUBLISH", 3, 17, false);  // not replied to: all 3 parsed
+    req += "*3\r\n" + bulk("CLIENT") + bulk("REPLY") + bulk("ON");
+    wantpub += "+OK\r\n";
+    publish("PUBLISH", 2, 17);  // 1 parsed, 1 not
+    ASSERT_LT(req.size(), 1400u) << "one segment";
+    cl.send(ct, pub, req);
+    ASSERT_TRUE(run([&] {
+        return pub.in.size() >= basepub + wantpub.size() && s2.in.size() >= base2 + want2.size() &&
+               s3.in.size() >= base3 + want3.size();
+    })) << pair_->report();
+    EXPECT_EQ(s2.in.substr(base2), want2);
+    EXPECT_EQ(s3.in.substr(base3), want3);
+    EXPECT_EQ(pub.in.substr(basepub), wantpub);
+    const auto& c = broker_->counters();
+    EXPECT_EQ(c.unparsed, 4u + 3u + 2u + 1u + 1u);
+    EXPECT_EQ(c.commands - parsed_before, 19u + 3u) << "every request counted, parsed or not";
+    EXPECT_EQ(c.published, 19u);
+    EXPECT_EQ(c.batched, 19u);
+    EXPECT_EQ(c.delivered, 2u * 19u);
+
+    // A PUBLISH cut by the end of the input waits for the rest, as any request.
+    const std::string p = payload(next++, 17);
+    const std::string last = "*3\r\n" + bulk("PUBLISH") + bulk("ch") + bulk(p);
+    cl.send(ct, pub,
+            "*3\r\n" + bulk("PUBLISH") + bulk("ch") + bulk(payload(next - 2, 17)) +
+                last.substr(0, last.size() - 5));
+    ASSERT_TRUE(run([&] { return pub.in.size() >= basepub + wantpub.size() + 4; }))
+        << pair_->report();
+    cl.send(ct, pub, last.substr(last.size() - 5));
+    ASSERT_TRUE(run([&] { return pub.in.size() >= basepub + wantpub.size() + 8; }))
+        << pair_->report();
+    EXPECT_EQ(pub.in.substr(basepub + wantpub.size()), ":2\r\n:2\r\n");
+    const std::string tail = "*3\r\n" + bulk("message") + bulk("ch") + bulk(payload(next - 2, 17)) +
+                             "*3\r\n" + bulk("message") + bulk("ch") + bulk(p);
+    ASSERT_TRUE(run([&] { return s2.in.size() >= base2 + want2.size() + tail.size(); }))
+        << pair_->report();
+    EXPECT_EQ(s2.in.substr(base2 + want2.size()), tail);
+    EXPECT_EQ(broker_->counters().published, 21u);
+}
+
 // Command names match in any case (Redis: strcasecmp), and only exactly: the lookup folds case
 // by OR-ing 0x20, which no byte but a letter survives as a letter.
 TEST_F(BrokerTcp, CommandNamesMatchInAnyCaseAndOnlyExactly) {
