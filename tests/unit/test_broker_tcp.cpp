@@ -106,6 +106,10 @@ std::vector<std::string> publishes(unsigned n, size_t size, std::string& want) {
     return requests;
 }
 
+bool ends_with(const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
 constexpr unsigned kTestPool = 16383;
 
 class BrokerTcp : public ::testing::Test {
@@ -355,9 +359,6 @@ TEST_F(BrokerTcp, RunsOfSmallPublishesGiveEachSubscriberWhatOneByOneWould) {
         for (const std::string& a : args) r += bulk(a);
         return r;
     };
-    auto ends_with = [](const std::string& s, const std::string& tail) {
-        return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-    };
     cl.send(ct, s2, cmd({"SUBSCRIBE", "a", "b"}));
     cl.send(ct, s3, cmd({"HELLO", "3"}) + cmd({"SUBSCRIBE", "a"}));
     cl.send(ct, sp, cmd({"SUBSCRIBE", "c1"}) + cmd({"PSUBSCRIBE", "c*"}));
@@ -443,9 +444,6 @@ TEST_F(BrokerTcp, PublishesRepeatingTheRunsLastRequestJoinItUnparsed) {
     RespConn& s3 = cl.open(ct, pair_->now());
     RespConn& pub = cl.open(ct, pair_->now());
     for (RespConn* r : {&s2, &s3, &pub}) ASSERT_NE(r->conn, nullptr);
-    auto ends_with = [](const std::string& s, const std::string& tail) {
-        return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-    };
     cl.send(ct, s2, "*2\r\n" + bulk("SUBSCRIBE") + bulk("ch"));
     cl.send(ct, s3,
             "*2\r\n" + bulk("HELLO") + bulk("3") + "*2\r\n" + bulk("SUBSCRIBE") + bulk("ch"));
