@@ -2633,7 +2633,7 @@ rte_mbuf* Tcp::sq_payload(TcpConn* c, uint32_t seq, uint32_t len) {
         return sq_clone(c, seq, len);
     const uint32_t room = rte_pktmbuf_data_room_size(pool_) - RTE_PKTMBUF_HEADROOM;
     const uint32_t n = room ? (len + room - 1) / room : 0;
-    rte_mbuf* segs[kMaxGather];
+    rte_mbuf* segs[kMaxGather];  // n of them behind the header mbuf: at most kMaxGather in all
     if (n && n < kMaxGather && rte_pktmbuf_alloc_bulk(pool_, segs, n) == 0) {
         uint32_t done = 0;
         for (uint32_t i = 0; i < n; ++i) {
