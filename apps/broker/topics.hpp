@@ -68,7 +68,14 @@ class Topics {
     // `f` must not subscribe or unsubscribe anything on this object (the vectors being walked
     // would change under it): the broker defers subscription changes to after the delivery.
     template <class F>
-    uint32_t deliver(Kind k, std::string_view channel, F&& f) const;
+    uint32_t deliver(Kind k, std::string_view channel, F&& f) const {
+        return deliver(k, channel, f, [](SubId) {});
+    }
+    // The same, calling ahead(s) for the subscriber kAhead calls later, before each call (to
+    // prefetch what f will touch).
+    static constexpr uint32_t kAhead = 6;
+    template <class F, class A>
+    uint32_t deliver(Kind k, std::string_view channel, F&& f, A&& ahead) const;
     // The number of calls deliver() would make; `by_pattern`, when given, gets how many of
     // them are for patterns.
     uint32_t local_count(Kind k, std::string_view channel, uint32_t* by_pattern = nullptr) const;
@@ -187,14 +194,20 @@ class Topics {
     mutable std::vector<uint32_t> scratch_;  // per-core sums for remote_fanout, kept all zero
 };
 
-template <class F>
-uint32_t Topics::deliver(Kind k, std::string_view channel, F&& f) const {
+template <class F, class A>
+uint32_t Topics::deliver(Kind k, std::string_view channel, F&& f, A&& ahead) const {
     if (k == Kind::pattern) return 0;
     uint32_t n = 0;
     const NameMap<Subs>& m = local_map(k);
     if (auto it = m.find(channel); it != m.end()) {
-        for (SubId s : it->second.ids) f(s, static_cast<const std::string*>(nullptr));
-        n += static_cast<uint32_t>(it->second.ids.size());
+        const std::vector<SubId>& ids = it->second.ids;
+        const size_t count = ids.size();
+        for (size_t i = 0; i < count && i < kAhead; ++i) ahead(ids[i]);
+        for (size_t i = 0; i < count; ++i) {
+            if (i + kAhead < count) ahead(ids[i + kAhead]);
+            f(ids[i], static_cast<const std::string*>(nullptr));
+        }
+        n += static_cast<uint32_t>(count);
     }
     if (k == Kind::channel) {
         for (const PatternSubs& p : patterns_) {

@@ -183,6 +183,28 @@ TEST(Topics, UnsubscribingFromACrowdKeepsTheRest) {
     EXPECT_EQ(t.footprint(), 0u);
 }
 
+// deliver(..., ahead): each of the channel's subscribers is announced once, kAhead calls before
+// its own (or from the start, for the first kAhead), so what the call touches can be fetched.
+TEST(Topics, DeliverAnnouncesEachSubscriberAheadOfItsCall) {
+    for (SubId n : {0u, 1u, Topics::kAhead, Topics::kAhead + 1, 100u}) {
+        Topics t;
+        for (SubId s = 0; s < n; ++s) ASSERT_TRUE(t.subscribe(Kind::channel, "c", 10 + s));
+        std::vector<SubId> calls, announced;
+        std::vector<size_t> lead;  // calls made by the time each subscriber was announced
+        const uint32_t got = t.deliver(
+            Kind::channel, "c", [&](SubId s, const std::string*) { calls.push_back(s); },
+            [&](SubId s) {
+                announced.push_back(s);
+                lead.push_back(calls.size());
+            });
+        ASSERT_EQ(got, n);
+        ASSERT_EQ(calls.size(), n);
+        EXPECT_EQ(announced, calls) << n << " subscribers: each once, in call order";
+        for (size_t i = 0; i < lead.size(); ++i)
+            EXPECT_EQ(lead[i], i < Topics::kAhead ? 0 : i - Topics::kAhead) << "subscriber " << i;
+    }
+}
+
 // Three cores: counts for PUBLISH's reply, which cores get the message, and PUBSUB, all cores'.
 TEST(Topics, DirectoryAcrossThreeCores) {
     Cluster k(3);
