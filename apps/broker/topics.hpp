@@ -71,8 +71,8 @@ class Topics {
     uint32_t deliver(Kind k, std::string_view channel, F&& f) const {
         return deliver(k, channel, f, [](SubId) {});
     }
-    // The same, calling ahead(s) for the subscriber kAhead calls later, before each call (to
-    // prefetch what f will touch).
+    // The same, calling ahead(s) for the channel's subscriber kAhead calls later before each
+    // call to one of them (to prefetch what f will touch); pattern subscribers are not announced.
     static constexpr uint32_t kAhead = 6;
     template <class F, class A>
     uint32_t deliver(Kind k, std::string_view channel, F&& f, A&& ahead) const;
