@@ -184,6 +184,7 @@ bool Tcp::init(const TcpConfig& cfg, Stack* stack, int socket_id, const uint8_t 
     cfg_ = cfg;
     stack_ = stack;
     pool_ = stack->pool();
+    pool_room_ = pool_ ? uint32_t(rte_pktmbuf_data_room_size(pool_) - RTE_PKTMBUF_HEADROOM) : 0;
     set_inline_max();
     memcpy(secret_, secret, sizeof secret_);
     hz_ = stack->config().tsc_hz;
@@ -2458,16 +2459,11 @@ void Tcp::send_syn(TcpConn* c, uint64_t now) {
 constexpr uint32_t kMaxHdrs = kHdrs + kTcpHdrLen + 40;
 
 void Tcp::set_linear_tx(bool on) {
-    const uint32_t room =
-        pool_ ? uint32_t(rte_pktmbuf_data_room_size(pool_) - RTE_PKTMBUF_HEADROOM) : 0;
-    linear_max_ = on && room > kMaxHdrs ? room - kMaxHdrs : 0;
+    linear_max_ = on && pool_room_ > kMaxHdrs ? pool_room_ - kMaxHdrs : 0;
 }
 
 void Tcp::set_inline_max() {
-    const uint32_t room = small_ ? small_room_
-                          : pool_
-                              ? uint32_t(rte_pktmbuf_data_room_size(pool_) - RTE_PKTMBUF_HEADROOM)
-                              : 0;
+    const uint32_t room = small_ ? small_room_ : pool_room_;
     inline_max_ = room > kMaxHdrs ? std::min(kInlinePayload, room - kMaxHdrs) : 0;
 }
 
@@ -2631,7 +2627,7 @@ rte_mbuf* Tcp::sq_payload(TcpConn* c, uint32_t seq, uint32_t len) {
     const uint32_t pieces = sq_pieces(c, seq, len, kMaxGather + 1);
     if (pieces <= kMaxGather && (pieces == 1 || len >= pieces * kMinGatherPiece))
         return sq_clone(c, seq, len);
-    const uint32_t room = rte_pktmbuf_data_room_size(pool_) - RTE_PKTMBUF_HEADROOM;
+    const uint32_t room = pool_room_;
     const uint32_t n = room ? (len + room - 1) / room : 0;
     rte_mbuf* segs[kMaxGather];  // n of them behind the header mbuf: at most kMaxGather in all
     if (n && n < kMaxGather && rte_pktmbuf_alloc_bulk(pool_, segs, n) == 0) {

@@ -601,6 +601,7 @@ class Tcp {
     TcpConfig cfg_{};
     Stack* stack_ = nullptr;
     rte_mempool* pool_ = nullptr;
+    uint32_t pool_room_ = 0;  // data room of pool_'s mbufs behind their headroom
     rte_mempool* small_ = nullptr;
     uint32_t small_room_ = 0;
     bool sw_l4_cksum_ = false;
