@@ -242,6 +242,12 @@ const char* kind_word(Kind k, bool sub) {
     return "";
 }
 
+// The mbufs a PUBLISH of `len` bytes to `targets` subscribers and cores may take, at most: a
+// header each, and a payload by reference spans a segment per ~1 KiB or more received.
+uint32_t publish_need(uint32_t targets, uint32_t len) {
+    return targets * (2 + len / 1024);
+}
+
 // The kind word of a message frame: "message" (PUBLISH) or "smessage" (SPUBLISH).
 std::string_view message_kind(Kind k) {
     return k == Kind::shard ? "smessage" : "message";
@@ -925,6 +931,17 @@ struct Broker::Batch {
     Batch() { channel.reserve(256); }
     std::string_view kind() const { return message_kind(k); }
     bool same(Kind kk, std::string_view ch) const { return kk == k && ch == channel; }
+    // Room for one more message of `len` bytes whose frame takes `frame`.
+    bool room(uint32_t len, uint64_t frame) const {
+        return n < kMsgs && bytes + len <= kPayload && frames + frame <= kFrames;
+    }
+    // Appends a message's payload (room() said it fits).
+    void push(const char* p, uint32_t len, uint64_t frame) {
+        memcpy(data + bytes, p, len);
+        bytes += len;
+        frames += uint32_t(frame);
+        off[++n] = bytes;
+    }
     std::string_view msg(uint32_t i) const { return {data + off[i], off[i + 1] - off[i]}; }
     const Frames& frames_for(int resp) {
         Frames& f = v[resp >= 3 ? 1 : 0];
@@ -968,19 +985,14 @@ bool Broker::batch_add(Kind k, std::string_view channel, const Arg& msg, uint32_
     }
     const uint64_t frame = b.last_frame;
     if (frame > Batch::kFrames || msg.len > Batch::kPayload) return false;
-    if (b.n == Batch::kMsgs || b.bytes + msg.len > Batch::kPayload ||
-        b.frames + frame > Batch::kFrames)
-        flush_batch();
+    if (!b.room(msg.len, frame)) flush_batch();
     if (!b.n) {
         b.k = k;
         b.channel.assign(channel);
         b.local = local;
         b.v[0].built = b.v[1].built = false;
     }
-    memcpy(b.data + b.bytes, msg.p, msg.len);
-    b.bytes += msg.len;
-    b.frames += uint32_t(frame);
-    b.off[++b.n] = b.bytes;
+    b.push(msg.p, msg.len, frame);
     return true;
 }
 
@@ -1044,15 +1056,10 @@ bool Broker::publish_same(Client& cl, uint32_t& done) {
     const char* p = cl.in.span(0, avail);
     // (The two bytes after the payload go unchecked, as the parser leaves them: as Redis.)
     if (avail < total || memcmp(p, b.req, pre) != 0) return false;
-    if (b.n == Batch::kMsgs || b.bytes + len > Batch::kPayload ||
-        b.frames + b.last_frame > Batch::kFrames)
-        return false;                                        // a new run: cmd_publish starts it
-    if (!reserve(b.local * (2 + len / 1024))) return false;  // as cmd_publish: it pauses
+    if (!b.room(len, b.last_frame)) return false;            // a new run: cmd_publish starts it
+    if (!reserve(publish_need(b.local, len))) return false;  // as cmd_publish: it pauses
     ctr_.commands++;
-    memcpy(b.data + b.bytes, p + pre, len);
-    b.bytes += len;
-    b.frames += uint32_t(b.last_frame);
-    b.off[++b.n] = b.bytes;
+    b.push(p + pre, len, b.last_frame);
     ctr_.published++;
     ctr_.unparsed++;
     if (!cl.out.integer(b.local)) kill_later(cl, "no mbufs for a reply");
@@ -1086,10 +1093,8 @@ bool Broker::cmd_publish(Tcp&, Client& cl, Kind k) {
     }
     const uint32_t count = local + remote;
     if (local || remote_cores) {
-        // At most: a payload by reference spans a segment per ~1 KiB or more received.
-        const uint32_t segs = 1 + msg.len / 1024;
-        const uint32_t need = (local + remote_cores) * (1 + segs);
-        if (!reserve(need)) return false;  // wait for mbufs (slow consumers are cut off meanwhile)
+        // Wait for mbufs (slow consumers are cut off meanwhile).
+        if (!reserve(publish_need(local + remote_cores, msg.len))) return false;
         Fanout f;
         f.init(k, channel, msg.len, msg.len < cfg_.copy_below);
         f.bytes = msg.p;  // copied frames take the bytes from here: no mbuf for the payload
