@@ -145,6 +145,14 @@ TEST_F(Wire, CarriesAJumboMtu) {
     ASSERT_EQ(w.open(fresh_name(), c, unit_pool()), 0);
     EXPECT_EQ(w.a().mtu(), 9000);
     EXPECT_EQ(w.b().mtu(), 9000);
+    // A 9018-byte frame outgrows one mbuf of the pool: scattered RX is asked for (net_ring has
+    // it), and only then.
+    auto scatter = [](const pmd::Port& p) {
+        rte_eth_conf conf{};
+        return rte_eth_dev_conf_get(p.id(), &conf) == 0 &&
+               (conf.rxmode.offloads & RTE_ETH_RX_OFFLOAD_SCATTER) != 0;
+    };
+    EXPECT_TRUE(scatter(w.a()));
     const Bytes frame = pattern(9000 + 14, 7);
     rte_mbuf* m = to_mbuf(unit_pool(), frame);
     ASSERT_NE(m, nullptr);
@@ -160,6 +168,7 @@ TEST_F(Wire, CarriesAJumboMtu) {
     c.mtu = 1280;
     ASSERT_EQ(small.open(fresh_name(), c, unit_pool()), 0);
     EXPECT_EQ(small.a().mtu(), 1280);
+    EXPECT_FALSE(scatter(small.a()));
 }
 
 // A port whose frames cannot grow to the wanted MTU keeps its own and says so, rather than
