@@ -314,11 +314,11 @@ void Broker::print_summary() const {
            " delivered=%" PRIu64 " batched=%" PRIu64 " unparsed=%" PRIu64 " remote_out=%" PRIu64
            " remote_in=%" PRIu64 " protocol_errors=%" PRIu64 " unknown_commands=%" PRIu64
            " slow_disconnects=%" PRIu64 " no_mbuf_disconnects=%" PRIu64 " paused=%" PRIu64
-           " oversized=%" PRIu64 " bus_no_mbuf=%" PRIu64 "\n",
+           " output_waits=%" PRIu64 " oversized=%" PRIu64 " bus_no_mbuf=%" PRIu64 "\n",
            worker_, ctr_.connections, ctr_.commands, ctr_.published, ctr_.delivered, ctr_.batched,
            ctr_.unparsed, ctr_.remote_out, ctr_.remote_in, ctr_.protocol_errors,
            ctr_.unknown_commands, ctr_.slow_disconnects, ctr_.no_mbuf_disconnects, ctr_.paused,
-           ctr_.oversized, ctr_.bus_no_mbuf);
+           ctr_.output_waits, ctr_.oversized, ctr_.bus_no_mbuf);
 }
 
 void Broker::tcp_config(proto::TcpConfig& t) {
@@ -716,7 +716,8 @@ bool Broker::execute(Tcp& tcp, Client& cl) {
                 break;
         }
         if (!ok) kill_later(cl, "no mbufs for a reply");
-        mark_dirty(cl);
+        // A command that waits (for mbufs or ring room) has queued nothing: no flush for it.
+        if (done) mark_dirty(cl);
     }
     if (!done) {
         ctr_.commands--;
@@ -1708,12 +1709,14 @@ void Broker::flush_clients(Tcp& tcp) {
             rte_mbuf* m = cl.out.take_front(std::min<uint32_t>(UINT16_MAX, tcp.sq_free_pieces()));
             if (!m) {  // no piece free on this core: retried once ACKs free some
                 blocked_.push_back(cl.sid);
+                ctr_.output_waits++;
                 break;
             }
             const int rc = tcp.send(cl.conn, m);
             if (rc == -EAGAIN) {  // refused anyway: kept, retried
                 cl.out.unshift(m);
                 blocked_.push_back(cl.sid);
+                ctr_.output_waits++;
                 break;
             }
             if (rc != 0) rte_pktmbuf_free(m);  // the connection is going

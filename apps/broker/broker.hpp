@@ -41,6 +41,7 @@ namespace sluice::apps::broker {
     X(unknown_commands, "unknown commands (answered with an error)")              \
     X(slow_disconnects, "pub/sub clients cut off at the output limit")            \
     X(paused, "requests that waited for mbufs or ring room")                      \
+    X(output_waits, "times a client's output waited for TCP send-queue pieces")   \
     X(no_mbuf_disconnects, "subscribers cut off: no mbuf for a message or reply") \
     X(bus_no_mbuf, "bus messages that could not be built at once (retried)")      \
     X(oversized, "connections closed: a request larger than the input buffer")

@@ -164,7 +164,12 @@ class BrokerTcp : public ::testing::Test {
     // blocks. Every subscriber must get every message in order, the publisher every reply.
     // `whole_sw`: the broker's TCP builds segments whole and sums them itself, as on a port
     // that copies frames and has no checksum offload (net_memif).
-    void fan_out(uint32_t sq_blocks, unsigned kSubs, unsigned window, bool whole_sw = false) {
+    // `idle_polls`: once a client's output waits for send-queue pieces while TCP has none free,
+    // the broker is polled that many times with nothing moving on the wire (no ACK can free a
+    // piece): it must not retry the output in between (Broker::poll), which could only fail
+    // again, and the wait is checked to have happened.
+    void fan_out(uint32_t sq_blocks, unsigned kSubs, unsigned window, bool whole_sw = false,
+                 unsigned idle_polls = 0) {
         ASSERT_NO_FATAL_FAILURE(start({}, sq_blocks));
         if (whole_sw) {
             pair_->stcp().set_linear_tx(true);
@@ -195,7 +200,16 @@ class BrokerTcp : public ::testing::Test {
             replies.append(":").append(std::to_string(kSubs)).append("\r\n");
         const size_t reply_len = replies.size() / kMessages;
         unsigned queued = 0;
+        bool idled = false;
         const bool done = run([&] {
+            const uint64_t waits = broker_->counters().output_waits;
+            if (idle_polls && !idled && waits && !pair_->stcp().sq_free_pieces()) {
+                idled = true;
+                for (unsigned i = 0; i < idle_polls; ++i)
+                    broker_->poll(pair_->stcp(), pair_->now());
+                EXPECT_EQ(broker_->counters().output_waits, waits)
+                    << "output retried while TCP had no send-queue piece free";
+            }
             while (queued < kMessages && queued - pub.in.size() / reply_len < window)
                 cl.send(ct, pub, requests[queued++]);
             for (RespConn* s : subs)
@@ -214,6 +228,9 @@ class BrokerTcp : public ::testing::Test {
         EXPECT_EQ(broker_->counters().delivered, uint64_t(kSubs) * kMessages);
         for (RespConn* s : subs) EXPECT_FALSE(s->closed);
         EXPECT_EQ(pair_->ctcp().counters().bad_checksum, 0u);
+        if (idle_polls) {
+            EXPECT_TRUE(idled) << "no output ever waited with every piece taken";
+        }
     }
 
     rte_mempool* pool_ = nullptr;
@@ -237,6 +254,14 @@ TEST_F(BrokerTcp, FewSendQueuePiecesStillDeliverEverything) {
 TEST_F(BrokerTcp, FramesTcpRefusesWaitForPiecesAndGoInOrder) {
     fan_out(16, 8, 24);
     EXPECT_GT(pair_->stcp().counters().sq_full, 0u) << "the pieces never ran out";
+    EXPECT_GT(broker_->counters().output_waits, 0u);
+}
+
+// Output waiting for send-queue pieces is retried only once TCP has some free again: polls in
+// between, with no ACK to free one, leave it waiting (no retry, no new wait counted), and so
+// does the publisher's paused PUBLISH, retried on every poll, as long as it cannot execute.
+TEST_F(BrokerTcp, OutputWaitingForPiecesIsNotRetriedUntilSomeAreFree) {
+    fan_out(16, 8, 24, false, 16);
 }
 
 // On a port that copies frames and has no TCP checksum offload (net_memif), segments are
